@@ -1,0 +1,410 @@
+"""Configuration: ``signalml.yaml``, overridable by environment variables.
+
+The file has one section per part of the system (features, models, training,
+ensemble, serving, kafka, triton, paths). Every setting has a default here,
+so a partial file is valid; ``signalml.yaml`` at the repository root spells
+the defaults out with comments.
+
+Environment overrides use ``SIGNALML__<SECTION>__<KEY>[__<KEY>...]``; the
+value is parsed as a YAML scalar or flow collection, so
+``SIGNALML__KAFKA__PORT=19092`` and ``SIGNALML__FEATURES__LOOKBACKS=[5,20]``
+both work. ``SIGNALML_CONFIG`` names the file to read.
+
+Validation happens once, at start-up: a bad value raises
+:class:`~signalml.errors.ConfigError` whose message names the setting (as a
+dotted path) and, for choices, the allowed values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from signalml.errors import ConfigError
+
+ENV_PREFIX = "SIGNALML__"
+CONFIG_ENV = "SIGNALML_CONFIG"
+DEFAULT_FILE = "signalml.yaml"
+HOST_PATTERN = r"^[A-Za-z0-9.:_-]+$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- features
+
+
+class MacdSettings(Section):
+    fast: int = Field(12, ge=2)
+    slow: int = Field(26, ge=2)
+    signal: int = Field(9, ge=1)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> "MacdSettings":
+        if self.fast >= self.slow:
+            raise ValueError(f"macd.fast ({self.fast}) must be below macd.slow ({self.slow})")
+        return self
+
+
+class FeatureSettings(Section):
+    lookbacks: tuple[int, ...] = (5, 10, 20, 60)
+    indicators: tuple[
+        Literal["rsi", "atr", "bb_position", "volume_ratio", "ret", "vol"], ...
+    ] = ("rsi", "atr", "bb_position", "volume_ratio", "ret", "vol")
+    macd: MacdSettings = MacdSettings()
+    bollinger_nbdev: float = Field(2.0, gt=0)
+    alphas: tuple[Literal["alpha_1", "alpha_42", "alpha_101"], ...] = (
+        "alpha_1",
+        "alpha_42",
+        "alpha_101",
+    )
+    normalization: Literal["zscore", "rank", "none"] = "zscore"
+    clip_z: float = Field(5.0, gt=0)
+    sequence_length: int = Field(20, ge=1)
+
+    @field_validator("lookbacks")
+    @classmethod
+    def _lookbacks_valid(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("at least one lookback is required")
+        if any(p < 2 for p in v):
+            raise ValueError(f"every lookback must be >= 2 bars, got {list(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"lookbacks must be distinct, got {list(v)}")
+        return tuple(sorted(v))
+
+
+# ---------------------------------------------------------------- models
+
+
+class LightGBMSettings(Section):
+    enabled: bool = True
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(200, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    relevance_grades: int = Field(5, ge=2, le=31)
+    early_stopping_rounds: int = Field(30, ge=1)
+
+
+class XGBoostSettings(Section):
+    enabled: bool = True
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_depth: int = Field(6, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+
+
+class LSTMSettings(Section):
+    enabled: bool = True
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    sequence_length: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(3, ge=1)
+
+
+class TFTSettings(Section):
+    enabled: bool = False
+    hidden_size: int = Field(64, ge=1)
+    attention_heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    sequence_length: int = Field(60, ge=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(3, ge=1)
+
+
+class ModelSettings(Section):
+    lightgbm: LightGBMSettings = LightGBMSettings()
+    xgboost: XGBoostSettings = XGBoostSettings()
+    lstm: LSTMSettings = LSTMSettings()
+    tft: TFTSettings = TFTSettings()
+
+
+# ---------------------------------------------------------------- training
+
+
+class TrainingSettings(Section):
+    label_horizon_bars: int = Field(5, ge=1)
+    horizons: tuple[int, ...] = (1, 5, 20)
+    window: Literal["sliding", "expanding"] = "sliding"
+    train_period: int = Field(504, ge=20, description="bars in each training window")
+    test_period: int = Field(63, ge=1, description="bars in each test window")
+    retrain_frequency: int = Field(63, ge=1, description="bars between two retrains")
+    gap_period: int = Field(5, ge=0, description="bars between train end and test start")
+    embargo_bars: int = Field(5, ge=0)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    cv_folds: int = Field(5, ge=2)
+    seed: int = 42
+    hyperopt_budget_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _horizon_listed(self) -> "TrainingSettings":
+        if self.label_horizon_bars not in self.horizons:
+            raise ValueError(
+                f"label_horizon_bars ({self.label_horizon_bars}) must be one of horizons {list(self.horizons)}"
+            )
+        return self
+
+
+# ---------------------------------------------------------------- ensemble
+
+
+class EnsembleSettings(Section):
+    method: Literal["average", "ic_weighted", "stacking", "rank_vote"] = "ic_weighted"
+    min_weight: float = Field(0.0, ge=0)
+
+
+# ---------------------------------------------------------------- serving
+
+
+class DynamicBatching(Section):
+    enabled: bool = True
+    max_queue_delay_us: int = Field(200, ge=0)
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+
+class ServingSettings(Section):
+    target: Literal["cpu", "gpu"] = "cpu"
+    max_batch_size: int = Field(8192, ge=1)
+    instance_count: int = Field(1, ge=1)
+    dynamic_batching: DynamicBatching = DynamicBatching()
+    request_timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(0.1, gt=0)
+    barrier_timeout_s: float = Field(2.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8090, ge=1, le=65535)
+    warmup_bars: int = Field(80, ge=0)
+
+
+# ---------------------------------------------------------------- kafka
+
+
+class TopicSettings(Section):
+    name: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(1, ge=1)
+    config: dict[str, str] = {}
+
+
+def _topic(name: str, partitions: int = 1, **config: str) -> TopicSettings:
+    return TopicSettings(name=name, partitions=partitions, config=config)
+
+
+class TopicsSettings(Section):
+    bars: TopicSettings = _topic("bars", 4)
+    bars_dlq: TopicSettings = _topic("bars.dlq", 1)
+    signals: TopicSettings = _topic("signals", 4)
+    drift: TopicSettings = _topic("drift", 1)
+    control: TopicSettings = _topic("control", 1, **{"cleanup.policy": "compact"})
+    engine_state: TopicSettings = _topic(
+        "engine.state", 1, **{"cleanup.policy": "compact", "max.message.bytes": "67108864"}
+    )
+
+    def all(self) -> dict[str, TopicSettings]:
+        return {field: getattr(self, field) for field in type(self).model_fields}
+
+
+class KafkaSettings(Section):
+    version: str = "4.1.1"
+    # The embedded broker binds here; containers point it at "kafka".
+    host: str = Field("127.0.0.1", min_length=1, pattern=HOST_PATTERN)
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    heap_mb: int = Field(512, ge=256)
+    startup_timeout_s: float = Field(90.0, gt=0)
+    topics: TopicsSettings = TopicsSettings()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "KafkaSettings":
+        if self.port == self.controller_port:
+            raise ValueError(f"port and controller_port must differ (both {self.port})")
+        return self
+
+
+# ---------------------------------------------------------------- triton
+
+
+class TritonSettings(Section):
+    host: str = Field("127.0.0.1", min_length=1, pattern=HOST_PATTERN)
+    http_port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int = Field(8001, ge=1, le=65535)
+    metrics_port: int = Field(8002, ge=1, le=65535)
+    repository: str = "triton_repo"
+    venv: str = ".venv-triton"
+    startup_timeout_s: float = Field(120.0, gt=0)
+    log_verbose: int = Field(0, ge=0)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "TritonSettings":
+        ports = [self.http_port, self.grpc_port, self.metrics_port]
+        if len(set(ports)) != 3:
+            raise ValueError(f"http_port, grpc_port and metrics_port must differ, got {ports}")
+        return self
+
+
+# ---------------------------------------------------------------- paths
+
+
+class PathSettings(Section):
+    state_dir: str = ".signalml"
+    data: str = "data/sp500_daily_2015_2019.parquet"
+
+
+class Settings(Section):
+    features: FeatureSettings = FeatureSettings()
+    models: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
+    ensemble: EnsembleSettings = EnsembleSettings()
+    serving: ServingSettings = ServingSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    triton: TritonSettings = TritonSettings()
+    paths: PathSettings = PathSettings()
+
+    # Directory that relative paths are resolved against (the config file's
+    # folder, or the working directory when no file was read).
+    root: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a configured path against the configuration's root."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.paths.state_dir)
+
+    @property
+    def triton_repository(self) -> Path:
+        return self.path(self.triton.repository)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file to read: ``explicit``, else ``$SIGNALML_CONFIG``, else the
+    first ``signalml.yaml`` in the working directory or one of its parents."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path.resolve()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV} names a file that does not exist: {path}")
+        return path.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def env_overrides(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, Any]:
+    """Nested dict from ``SIGNALML__SECTION__KEY=value`` variables."""
+    environ = os.environ if environ is None else environ
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {name}: not a valid value ({exc.problem})") from None
+        node = tree
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: conflicts with another override")
+            node = child
+        node[keys[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: dict[str, Any]) -> str:
+    setting = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    ctx = error.get("ctx") or {}
+    if error["type"] == "literal_error":
+        return f"{setting}: {error['input']!r} is not allowed; allowed values: {ctx.get('expected')}"
+    if error["type"] == "extra_forbidden":
+        return f"{setting}: unknown setting"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return f"{setting}: {message} (got {error.get('input')!r})"
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration.
+
+    Order of precedence, lowest first: defaults, the file, environment
+    variables, ``overrides`` (used by tests and the CLI).
+    """
+    file = find_config_file(path)
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of sections")
+        data = loaded
+    data = _merge(data, env_overrides(environ))
+    if overrides:
+        data = _merge(data, overrides)
+    root = file.parent if file is not None else Path.cwd()
+    try:
+        return Settings.model_validate({**data, "root": root})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        source = str(file) if file else "defaults"
+        raise ConfigError(f"invalid configuration ({source}): {problems}") from None

@@ -1,0 +1,144 @@
+"""Message contracts between the parts of SignalML (see DESIGN.md, Contracts).
+
+Every message on a topic is JSON encoded by msgspec from one of the typed
+structs below. Field names are the contract: fields may be added, never
+renamed. Timestamps are epoch milliseconds, UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+# A ticker: letters, digits and the punctuation exchanges use (BRK.B, BF-B,
+# ^GSPC, EUR/USD). Bounded so a hostile payload cannot make a huge key.
+Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-/^=]+$")]
+EpochMs = Annotated[int, Meta(ge=0, le=32503680000000)]  # up to year 3000
+Interval = Annotated[str, Meta(max_length=16)]
+
+
+class Bar(Struct, frozen=True):
+    """One OHLCV bar; topic ``bars``, key = symbol. ``ts`` is the bar close."""
+
+    symbol: Symbol
+    ts: EpochMs
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    interval: Interval | None = None
+
+
+class DeadLetter(Struct, frozen=True):
+    """A rejected input; topic ``bars.dlq``, key = the original key.
+
+    ``original_b64`` holds the original message bytes exactly (base64).
+    The source is a Kafka position (topic, partition, offset) for bars the
+    engine consumed, or a file and row for bars rejected by ``replay``.
+    """
+
+    reason: str
+    detail: str
+    original_b64: str
+    rejected_at: EpochMs
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    source_file: str | None = None
+    source_row: int | None = None
+    symbol: str | None = None
+    ts: int | None = None
+
+
+class Signal(Struct, frozen=True):
+    """One symbol's signal at bar time ``ts``; topic ``signals``, key = symbol.
+
+    ``rank`` is the percentile of ``score`` within the cross-section, in
+    (0, 1]. A subscriber knows the cross-section of ``ts`` is complete when it
+    has seen ``cross_section_size`` signals with that ``ts``.
+    """
+
+    ts: EpochMs
+    symbol: Symbol
+    score: float
+    rank: float
+    members: dict[str, float]
+    model_set: str
+    cross_section_size: int
+    horizon_bars: int = 0
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class DriftEvent(Struct, frozen=True):
+    """A drift finding; topic ``drift``, key = :meth:`key` (idempotent)."""
+
+    ts: EpochMs
+    kind: str  # feature_psi, score_psi, ic_decay, adwin, page_hinkley, ...
+    subject: str  # a feature name or a model name
+    statistic: float
+    threshold: float
+    severity: Severity
+    model_set: str
+    detail: str = ""
+
+    def key(self) -> str:
+        return f"{self.model_set}|{self.kind}|{self.subject}|{self.ts}"
+
+
+class ManifestMember(Struct, frozen=True):
+    """One served model of a model set, pinned to a Triton version."""
+
+    name: str
+    version: int
+    kind: Literal["lightgbm", "xgboost", "lstm", "tft"]
+    input: Literal["tabular", "sequence"]
+    weight: float = 1.0
+
+
+class ReferenceBins(Struct, frozen=True):
+    """Training-time distribution of one feature or score, for PSI."""
+
+    edges: list[float]
+    fractions: list[float]
+
+
+class ModelSetManifest(Struct, frozen=True):
+    """Everything that defines one model set; control topic and a file.
+
+    ``feature_schema_hash`` is :func:`schema_hash` of ``feature_names`` so an
+    engine refuses a set trained on other features.
+    """
+
+    model_set: str
+    created_at: EpochMs
+    members: list[ManifestMember]
+    ensemble_method: Literal["average", "ic_weighted", "stacking", "rank_vote"]
+    feature_names: list[str]
+    feature_schema_hash: str
+    horizon_bars: int
+    sequence_length: int = 0
+    ensemble_weights: dict[str, float] = {}
+    stacking_coefficients: dict[str, float] = {}
+    drift_reference: dict[str, ReferenceBins] = {}
+    training_metrics: dict[str, dict[str, float]] = {}
+    previous: str | None = None
+
+
+def schema_hash(feature_names: list[str]) -> str:
+    """Stable hash of an ordered feature list (sha256 of the names, one per line)."""
+    return hashlib.sha256("\n".join(feature_names).encode()).hexdigest()[:16]
+
+
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+
+
+def decoder(kind: type[Struct]) -> msgspec.json.Decoder:
+    """A reusable JSON decoder for one contract type."""
+    return msgspec.json.Decoder(kind)

@@ -1,0 +1,1 @@
+"""Embedded services: Apache Kafka (KRaft) and Triton Inference Server."""
