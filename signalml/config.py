@@ -192,6 +192,14 @@ class ServingSettings(Section):
     warmup_bars: int = Field(80, ge=0)
 
 
+# ---------------------------------------------------------------- monitor
+
+
+class MonitorSettings(Section):
+    http_host: str = Field("127.0.0.1", min_length=1, pattern=HOST_PATTERN)
+    http_port: int = Field(8091, ge=1, le=65535)
+
+
 # ---------------------------------------------------------------- kafka
 
 
@@ -283,6 +291,7 @@ class Settings(Section):
     training: TrainingSettings = TrainingSettings()
     ensemble: EnsembleSettings = EnsembleSettings()
     serving: ServingSettings = ServingSettings()
+    monitor: MonitorSettings = MonitorSettings()
     kafka: KafkaSettings = KafkaSettings()
     triton: TritonSettings = TritonSettings()
     paths: PathSettings = PathSettings()
@@ -398,6 +407,9 @@ def load_settings(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: the top level must be a mapping of sections")
         data = loaded
+    # Merge over the full defaults so an override of one field of a nested
+    # section (one topic's partitions) keeps that section's other fields.
+    data = _merge(Settings().model_dump(exclude={"root"}), data)
     data = _merge(data, env_overrides(environ))
     if overrides:
         data = _merge(data, overrides)
