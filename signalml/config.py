@@ -239,7 +239,8 @@ class KafkaSettings(Section):
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> "KafkaSettings":

@@ -180,8 +180,12 @@ class ManagedProcess:
     def alive_check(self, rec: ProcessRecord) -> Callable[[], bool]:
         def alive() -> bool:
             child = getattr(self, "_child", None)
-            if child is not None and child.pid == rec.pid and child.poll() is not None:
-                return False
+            if child is not None and child.pid == rec.pid:
+                # Our own child: poll() is authoritative. /proc/<pid>/cmdline
+                # can read empty for a moment after Popen returns (the kernel
+                # sets up the new argv late in execve), so the marker check
+                # would report a just-started process as dead.
+                return child.poll() is None
             return rec.alive()
 
         return alive
