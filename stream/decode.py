@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from signalml.contracts import Bar, decoder
 
@@ -81,6 +82,11 @@ def bar_problem(
     open_: float, high: float, low: float, close: float, volume: float
 ) -> tuple[str, str] | None:
     """The first consistency problem of one bar as (reason, detail), or None."""
+    # Fast path for the common, valid bar: NaN fails every comparison and
+    # ``high < inf`` bounds the prices, so this accepts only finite,
+    # positive, consistent bars.
+    if 0.0 < low <= close <= high < math.inf and low <= open_ <= high and 0.0 <= volume < math.inf:
+        return None
     values = (open_, high, low, close, volume)
     if not all(math.isfinite(v) for v in values):
         names = ("open", "high", "low", "close", "volume")
@@ -97,6 +103,30 @@ def bar_problem(
     if volume < 0.0:
         return "negative_volume", f"volume {volume} < 0"
     return None
+
+
+def bar_defects(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> np.ndarray:
+    """Vectorised :func:`bar_problem`: the reason code of each bar's first
+    problem, or ``""`` for a consistent bar (same rules, same order)."""
+    reasons = np.full(len(close), "", dtype=object)
+    with np.errstate(invalid="ignore"):
+        checks = (
+            ("negative_volume", volume < 0.0),
+            ("open_out_of_range", (open_ < low) | (open_ > high)),
+            ("close_out_of_range", (close < low) | (close > high)),
+            ("high_below_low", high < low),
+            ("non_positive_price", np.minimum(np.minimum(open_, high), np.minimum(low, close)) <= 0.0),
+            (
+                "non_finite",
+                ~(np.isfinite(open_) & np.isfinite(high) & np.isfinite(low) & np.isfinite(close) & np.isfinite(volume)),
+            ),
+        )
+    # Assign in reverse priority so the first failing rule wins.
+    for reason, failed in checks:
+        reasons[failed] = reason
+    return reasons
 
 
 def _decode_lenient(data: bytes | bytearray | memoryview) -> Bar | None:

@@ -68,6 +68,9 @@ def producer_config(settings: Settings, **extra: str | int | bool) -> dict:
         "batch.size": 1_000_000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000,
+        # Report failed deliveries only: a Python callback per delivered
+        # message would cost more than producing it.
+        "delivery.report.only.error": True,
         **extra,
     }
 

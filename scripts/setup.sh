@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything SignalML needs on a fresh machine, idempotently:
+#   1. the project environment .venv/ (the package, editable, with test extras);
+#   2. the Triton server's own environment .venv-triton/ (numpy < 2);
+#   3. the Kafka broker's jars, resolved by Maven from kafka/pom.xml (cached).
+# Needs: python3 (3.11+), Java 17+, Maven; network to PyPI and Maven Central
+# on the first run only.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+PY="${SIGNALML_PYTHON:-python3}"
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { say "error: Python 3.11+ required ($PY is $("$PY" --version))"; exit 1; }
+command -v java >/dev/null || { say "error: Java 17+ is required for the embedded Kafka"; exit 1; }
+command -v mvn >/dev/null || { say "error: Maven is required to resolve the Kafka jars"; exit 1; }
+
+STAMP=.venv/.signalml-setup
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ -x .venv/bin/python && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
+    say ".venv is up to date"
+else
+    say "creating .venv (project, test extras)"
+    [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    echo "$WANT" > "$STAMP"
+fi
+
+bash scripts/setup-triton.sh
+.venv/bin/python -m signalml.services.kafka resolve >/dev/null
+say "ready: .venv, .venv-triton, Kafka jars"

@@ -1,0 +1,36 @@
+"""The command line: subcommands, exit codes, one-line errors."""
+
+import pytest
+
+from signalml.cli import EXIT_ERROR, EXIT_NOT_IMPLEMENTED, build_parser, main
+
+LATER = ["serve", "monitor", "train", "publish", "demo"]
+
+
+def test_every_subcommand_of_the_design_exists():
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert set(choices) >= {"up", "down", "status", "replay", "serve", "monitor", "features", "train", "publish", "demo", "bench"}
+
+
+@pytest.mark.parametrize("command", LATER)
+def test_a_later_subcommand_says_not_implemented_yet_and_fails(command, capsys):
+    assert main([command]) == EXIT_NOT_IMPLEMENTED
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_a_bad_configuration_fails_before_anything_starts(monkeypatch, capsys):
+    monkeypatch.setenv("SIGNALML__ENSEMBLE__METHOD", "median")
+    assert main(["status"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "ensemble.method" in err and "rank_vote" in err
+
+
+def test_replay_rejects_a_bad_speed(capsys):
+    with pytest.raises(SystemExit):
+        main(["replay", "--bars", "x.parquet", "--speed", "fast"])
+    assert "--speed" in capsys.readouterr().err
+
+
+def test_replay_of_a_missing_file_is_a_one_line_error(capsys):
+    assert main(["replay", "--bars", "/nonexistent.parquet"]) == EXIT_ERROR
+    assert "bars file not found" in capsys.readouterr().err
