@@ -100,7 +100,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     elif args.target == "features":
         from stream.bench_features import run
 
-        result = run(settings)
+        result = run(settings.features)
     else:
         raise NotImplementedYet(f"signalml bench {args.target}: not implemented yet")
     print(json.dumps({"bench": args.target, **result}, indent=None if args.json else 2))

@@ -20,7 +20,6 @@ from collections import Counter
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from signalml.contracts import Bar, decoder
 
@@ -103,30 +102,6 @@ def bar_problem(
     if volume < 0.0:
         return "negative_volume", f"volume {volume} < 0"
     return None
-
-
-def bar_defects(
-    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
-) -> np.ndarray:
-    """Vectorised :func:`bar_problem`: the reason code of each bar's first
-    problem, or ``""`` for a consistent bar (same rules, same order)."""
-    reasons = np.full(len(close), "", dtype=object)
-    with np.errstate(invalid="ignore"):
-        checks = (
-            ("negative_volume", volume < 0.0),
-            ("open_out_of_range", (open_ < low) | (open_ > high)),
-            ("close_out_of_range", (close < low) | (close > high)),
-            ("high_below_low", high < low),
-            ("non_positive_price", np.minimum(np.minimum(open_, high), np.minimum(low, close)) <= 0.0),
-            (
-                "non_finite",
-                ~(np.isfinite(open_) & np.isfinite(high) & np.isfinite(low) & np.isfinite(close) & np.isfinite(volume)),
-            ),
-        )
-    # Assign in reverse priority so the first failing rule wins.
-    for reason, failed in checks:
-        reasons[failed] = reason
-    return reasons
 
 
 def _decode_lenient(data: bytes | bytearray | memoryview) -> Bar | None:

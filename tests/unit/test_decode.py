@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from signalml.contracts import Bar, encode
-from stream.decode import REASONS, BarValidator, Rejection, bar_defects, bar_problem, decode_bar
+from stream.decode import REASONS, BarValidator, Rejection, bar_problem, decode_bar
+from stream.features.bars import bar_defect
 
 GOOD = {"symbol": "AAPL", "ts": 1_600_000_000_000, "open": 10.0, "high": 11.0, "low": 9.5, "close": 10.5, "volume": 1000.0}
 
@@ -98,14 +99,14 @@ def test_validator_state_round_trips_through_json():
     assert restored.validate(message(ts=2000)).reason == "duplicate_ts"
 
 
-def test_vectorised_defects_agree_with_the_scalar_check():
+def test_the_feature_engines_vectorised_check_agrees_with_the_validator():
     rng = np.random.default_rng(7)
     n = 5000
     values = rng.choice([-1.0, 0.0, 1.0, 2.0, 3.0, np.nan, np.inf], size=(5, n))
-    reasons = bar_defects(*values)
+    reasons = bar_defect(*values)
     for i in range(n):
         problem = bar_problem(*values[:, i])
-        assert reasons[i] == (problem[0] if problem else "")
+        assert reasons[i] == (problem[0] if problem else None)
 
 
 hostile_values = st.one_of(

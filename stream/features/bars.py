@@ -1,0 +1,85 @@
+"""Bars as arrays, and the vectorised check of which bars may update state.
+
+The rules and reason names are those of the bar validator
+(:func:`stream.decode.bar_problem`), in the same order, so a bar the
+validator would dead-letter never reaches a feature state machine. The hot
+path works on small integer codes (:data:`DEFECT_REASONS` indexes them);
+:func:`bar_defect` gives the names.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+# Code 0 means "accepted"; code i > 0 is REASONS[i].
+ACCEPTED = 0
+REASONS: tuple[str | None, ...] = (
+    None,
+    "non_finite",
+    "non_positive_price",
+    "high_below_low",
+    "close_out_of_range",
+    "open_out_of_range",
+    "negative_volume",
+    "duplicate_ts",
+    "out_of_order_ts",
+)
+DEFECT_REASONS = REASONS[1:7]  # the bar's own defects, checked without state
+CODE = {reason: code for code, reason in enumerate(REASONS) if reason is not None}
+DUPLICATE_TS = CODE["duplicate_ts"]
+OUT_OF_ORDER_TS = CODE["out_of_order_ts"]
+
+
+class Bars(NamedTuple):
+    """One float64 array [k] per field, aligned by position."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    @classmethod
+    def of(cls, open, high, low, close, volume) -> "Bars":  # noqa: A002 - bar field names
+        """Coerce five array-likes to float64 arrays (no copy when already so)."""
+        fields = [np.asarray(x, dtype=np.float64).reshape(-1) for x in (open, high, low, close, volume)]
+        n = len(fields[3])
+        if any(len(f) != n for f in fields):
+            raise ValueError(f"open/high/low/close/volume lengths differ: {[len(f) for f in fields]}")
+        return cls(*fields)
+
+    def take(self, mask_or_index: np.ndarray) -> "Bars":
+        return Bars(*(field[mask_or_index] for field in self))
+
+
+def bar_defect_codes(open, high, low, close, volume) -> np.ndarray:  # noqa: A002
+    """int8 code [k] of each bar's first defect (0 when the bar is consistent)."""
+    o, h, lo, c, v = (np.asarray(x, dtype=np.float64) for x in (open, high, low, close, volume))
+    codes = np.zeros(np.shape(c), dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        # Later rules overwrite earlier ones, so write them in reverse priority.
+        codes[v < 0.0] = CODE["negative_volume"]
+        codes[(o < lo) | (o > h)] = CODE["open_out_of_range"]
+        codes[(c < lo) | (c > h)] = CODE["close_out_of_range"]
+        codes[h < lo] = CODE["high_below_low"]
+        codes[np.minimum(np.minimum(o, h), np.minimum(lo, c)) <= 0.0] = CODE["non_positive_price"]
+        finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v)
+        codes[~finite] = CODE["non_finite"]
+    return codes
+
+
+def bar_defect(open, high, low, close, volume):  # noqa: A002
+    """The reason a bar must not update state, or None.
+
+    Scalars in, ``str | None`` out; arrays in, an object array of
+    ``str | None`` out. Same rules and names as the bar validator.
+    """
+    codes = bar_defect_codes(open, high, low, close, volume)
+    if codes.ndim == 0:
+        return REASONS[int(codes)]
+    names = np.empty(codes.shape, dtype=object)
+    for code in np.unique(codes):
+        names[codes == code] = REASONS[int(code)]
+    return names

@@ -1,0 +1,362 @@
+"""FeatureEngine: every feature of every symbol, one cross-section per call.
+
+State lives in arrays with one row per symbol (see :mod:`.kernel`); a call
+maps its symbols to rows, drops the bars that must not update state
+(defects per :mod:`.bars`, duplicate or out-of-order ``ts`` per symbol),
+updates every kernel once for the whole cross-section, then ranks the
+alphas over the symbols of that bar time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from signalml.config import FeatureSettings
+from stream.features import snapshot
+from stream.features.alphas import INPUTS, AlphaInputs, combine
+from stream.features.atr import ATR
+from stream.features.bars import DUPLICATE_TS, OUT_OF_ORDER_TS, REASONS, Bars, bar_defect_codes
+from stream.features.bollinger import BollingerPosition
+from stream.features.codec import decode_array, encode_array
+from stream.features.frame import FeatureFrame
+from stream.features.kernel import Kernel
+from stream.features.macd import MACD
+from stream.features.names import feature_names
+from stream.features.registry import SymbolRegistry
+from stream.features.returns import Return
+from stream.features.rows import Rows
+from stream.features.rsi import RSI
+from stream.features.volatility import Volatility
+from stream.features.volume import VolumeRatio
+
+NO_TS = np.iinfo(np.int64).min
+
+INDICATOR_KERNELS = {
+    "rsi": lambda s: RSI(s.lookbacks),
+    "atr": lambda s: ATR(s.lookbacks),
+    "bb_position": lambda s: BollingerPosition(s.lookbacks, s.bollinger_nbdev),
+    "volume_ratio": lambda s: VolumeRatio(s.lookbacks),
+    "ret": lambda s: Return(s.lookbacks),
+    "vol": lambda s: Volatility(s.lookbacks),
+}
+
+
+class FeatureEngine:
+    """Streaming features for a universe of symbols (see :func:`feature_names`).
+
+    ``update`` takes all bars of one bar time at once (or any subset of
+    them); ``update_bar`` takes one. Alphas are ranked over the symbols the
+    engine has applied at that bar time so far; :meth:`cross_section` gives
+    the final ranks once every symbol of the bar time is in.
+    """
+
+    def __init__(self, settings: FeatureSettings, *, capacity: int = 64):
+        self.settings = settings
+        self.feature_names = feature_names(settings)
+        self._kernels: list[tuple[Kernel, slice]] = []
+        column = 0
+        for kernel in [INDICATOR_KERNELS[name](settings) for name in settings.indicators] + [
+            MACD(settings.macd.fast, settings.macd.slow, settings.macd.signal)
+        ]:
+            self._kernels.append((kernel, slice(column, column + kernel.n_outputs)))
+            column += kernel.n_outputs
+        self._n_symbol_features = column  # the alphas follow
+        self._alphas = tuple(settings.alphas)
+        self._alpha_inputs = AlphaInputs(self._alphas) if self._alphas else None
+        self._n_inputs = sum(len(INPUTS[a]) for a in self._alphas)
+        self.warmup_bars = max(max(k.warmup_bars) for k in self._all_kernels())
+        self._registry = SymbolRegistry()
+        self._capacity = 0
+        self._bars_seen = np.zeros(0, dtype=np.int64)
+        self._last_ts = np.full(0, NO_TS, dtype=np.int64)
+        self._last_ordinal = np.full(0, -1, dtype=np.int64)
+        self._latest = np.full((self._n_symbol_features, 0), np.nan)
+        self._latest_inputs = np.full((self._n_inputs, 0), np.nan)
+        self._bar_ordinal = -1  # how many distinct newest bar times, minus one
+        self._newest_ts = NO_TS
+        self._by_code = np.zeros(len(REASONS), dtype=np.int64)
+        self._joined = self._left = self._gaps = 0
+        self._cache: tuple | None = None
+        self._grow(max(1, capacity))
+
+    # ------------------------------------------------------------ updates
+
+    def update(
+        self,
+        ts_ms: int,
+        symbols: Sequence[str] | np.ndarray,
+        open,  # noqa: A002 - the bar's field name
+        high,
+        low,
+        close,
+        volume,
+    ) -> FeatureFrame:
+        """Apply the bars of bar time ``ts_ms`` (one per symbol, arrays [k])
+        and return the features of exactly these symbols, in this order."""
+        ts = int(ts_ms)
+        symbols = _as_symbols(symbols)
+        bars = Bars.of(open, high, low, close, volume)
+        if len(symbols) != len(bars.close):
+            raise ValueError(f"{len(symbols)} symbols but {len(bars.close)} bars")
+        rows, distinct = self._rows_of(symbols)
+        codes = bar_defect_codes(*bars)
+        self._check_order(ts, rows, distinct, codes)
+        return self._apply(ts, symbols, rows, bars, codes)
+
+    def update_bar(self, symbol: str, ts_ms: int, open, high, low, close, volume) -> np.ndarray:  # noqa: A002
+        """Apply one bar; its features [F] (all NaN if the bar was not applied)."""
+        return self.update(ts_ms, np.array([symbol], dtype=str), [open], [high], [low], [close], [volume]).values[0]
+
+    def cross_section(self, ts_ms: int) -> FeatureFrame:
+        """Features of every symbol whose latest applied bar is at ``ts_ms``,
+        sorted by symbol, alphas ranked over all of them."""
+        ts = int(ts_ms)
+        members = np.flatnonzero(self._last_ts[: self._registry.n_rows] == ts)
+        symbols = self._registry.names_of(members)
+        order = np.argsort(symbols, kind="stable")
+        members, symbols = members[order], symbols[order]
+        values = np.empty((len(self.feature_names), len(members)))
+        values[: self._n_symbol_features] = self._latest[:, members]
+        if self._alphas:
+            values[self._n_symbol_features :] = combine(self._alphas, self._latest_inputs[:, members])
+        return FeatureFrame(ts, symbols, values.T, self.feature_names, np.zeros(len(members), dtype=np.int8))
+
+    def _check_order(self, ts: int, rows: np.ndarray, distinct: bool, codes: np.ndarray) -> None:
+        """Mark bars whose ts is not after the symbol's last applied one."""
+        last = self._last_ts[rows]
+        if not bool((last < ts).all()):
+            ok = codes == 0
+            codes[ok & (last == ts)] = DUPLICATE_TS
+            codes[ok & (last > ts)] = OUT_OF_ORDER_TS
+        if not distinct:
+            # The first applicable bar of a symbol wins; later ones are duplicates.
+            candidates = np.flatnonzero(codes == 0)
+            _, first = np.unique(rows[candidates], return_index=True)
+            later = np.ones(len(candidates), dtype=bool)
+            later[first] = False
+            codes[candidates[later]] = DUPLICATE_TS
+
+    def _apply(self, ts: int, symbols: np.ndarray, rows: np.ndarray, bars: Bars, codes: np.ndarray) -> FeatureFrame:
+        self._by_code += np.bincount(codes, minlength=len(REASONS))
+        ok = codes == 0
+        all_ok = bool(ok.all())
+        applied = Rows.of(rows if all_ok else rows[ok])
+        if not all_ok:
+            bars = bars.take(ok)
+        n_features = len(self.feature_names)
+        values = np.empty((n_features, applied.size))
+        if applied.size:
+            sel = applied.sel
+            with np.errstate(all="ignore"):
+                for kernel, columns in self._kernels:
+                    kernel._update(applied, bars, values[columns])
+                if self._alpha_inputs is not None:
+                    inputs = np.empty((self._n_inputs, applied.size))
+                    self._alpha_inputs._update(applied, bars, inputs)
+                    self._latest_inputs[:, sel] = inputs
+            self._count_gaps(ts, applied)
+            self._last_ts[sel] = ts
+            self._bars_seen[sel] += 1
+            self._latest[:, sel] = values[: self._n_symbol_features]
+            if self._alphas:
+                values[self._n_symbol_features :] = self._ranked_alphas(ts, applied)
+        if not all_ok:
+            full = np.full((n_features, len(rows)), np.nan)
+            full[:, ok] = values
+            values = full
+        return FeatureFrame(ts, symbols, values.T, self.feature_names, codes)
+
+    def _ranked_alphas(self, ts: int, applied: Rows) -> np.ndarray:
+        members = np.flatnonzero(self._last_ts[: self._registry.n_rows] == ts)
+        if len(members) == applied.size and np.array_equal(members, applied.index):
+            return combine(self._alphas, self._latest_inputs[:, applied.sel])
+        alphas = np.empty((len(self._alphas), self._capacity))
+        alphas[:, members] = combine(self._alphas, self._latest_inputs[:, members])
+        return alphas[:, applied.index]
+
+    def _count_gaps(self, ts: int, applied: Rows) -> None:
+        """A gap: a symbol's bar after it missed one or more newest bar times."""
+        if ts > self._newest_ts:
+            self._newest_ts = ts
+            self._bar_ordinal += 1
+        if ts == self._newest_ts:
+            previous = self._last_ordinal[applied.sel]
+            self._gaps += int(np.count_nonzero((previous >= 0) & (previous < self._bar_ordinal - 1)))
+            self._last_ordinal[applied.sel] = self._bar_ordinal
+
+    # ------------------------------------------------------------ symbols
+
+    def _rows_of(self, symbols: np.ndarray) -> tuple[np.ndarray, bool]:
+        cache = self._cache
+        if (
+            cache is not None
+            and cache[0] == self._registry.version
+            and len(cache[1]) == len(symbols)
+            and np.array_equal(cache[1], symbols)
+        ):
+            return cache[2], cache[3]
+        rows, joined = self._registry.lookup(symbols)
+        if joined:
+            self._joined += len(joined)
+            self._grow(self._registry.n_rows)
+        distinct = len(np.unique(rows)) == len(rows)
+        self._cache = (self._registry.version, symbols.copy(), rows, distinct)
+        return rows, distinct
+
+    def register(self, symbols: Sequence[str] | np.ndarray) -> None:
+        """Give symbols their rows ahead of their first bar (optional: a batch
+        that knows its universe gets contiguous rows, hence faster updates)."""
+        self._rows_of(_as_symbols(symbols))
+
+    def forget(self, symbol: str) -> bool:
+        """A symbol leaves: drop its state and free its row. False if unknown."""
+        row = self._registry.remove(symbol)
+        if row is None:
+            return False
+        for kernel in self._all_kernels():
+            kernel.reset([row])
+        self._bars_seen[row] = 0
+        self._last_ts[row] = NO_TS
+        self._last_ordinal[row] = -1
+        self._latest[:, row] = np.nan
+        self._latest_inputs[:, row] = np.nan
+        self._left += 1
+        return True
+
+    def forget_idle(self, before_ts_ms: int) -> list[str]:
+        """Forget every symbol whose latest applied bar is before ``before_ts_ms``."""
+        n = self._registry.n_rows
+        idle = np.flatnonzero((self._last_ts[:n] < int(before_ts_ms)) & (self._last_ts[:n] != NO_TS))
+        names = sorted(self._registry.names_of(idle).tolist())
+        for name in names:
+            self.forget(name)
+        return names
+
+    @property
+    def symbols(self) -> list[str]:
+        return self._registry.symbols
+
+    def bars_seen(self, symbols: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Bars applied per symbol (0 for an unknown symbol)."""
+        rows = [self._registry.row(s) for s in _as_symbols(symbols).tolist()]
+        return np.array([0 if r is None else self._bars_seen[r] for r in rows], dtype=np.int64)
+
+    def ready(self, symbols: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Per symbol: every feature has a value from its latest bar on."""
+        return self.bars_seen(symbols) >= self.warmup_bars
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return {
+            "bars_received": int(self._by_code.sum()),
+            "bars_applied": int(self._by_code[0]),
+            "rejected": {reason: int(n) for reason, n in zip(REASONS[1:], self._by_code[1:])},
+            "symbols_joined": self._joined,
+            "symbols_left": self._left,
+            "symbols_active": len(self._registry),
+            "gaps": self._gaps,
+        }
+
+    def reset(self) -> None:
+        """Back to a fresh engine with the same settings."""
+        self.__init__(self.settings, capacity=self._capacity)
+
+    # ------------------------------------------------------------ snapshot
+
+    def state(self) -> dict[str, Any]:
+        """The whole state as versioned plain data (see :mod:`.snapshot`)."""
+        n = self._registry.n_rows
+        return {
+            **snapshot.header(),
+            "settings": self.settings.model_dump(mode="json"),
+            "feature_names": list(self.feature_names),
+            "registry": self._registry.state(),
+            "bars_seen": encode_array(self._bars_seen[:n]),
+            "last_ts": encode_array(self._last_ts[:n]),
+            "last_ordinal": encode_array(self._last_ordinal[:n]),
+            "latest": encode_array(self._latest[:, :n]),
+            "latest_inputs": encode_array(self._latest_inputs[:, :n]),
+            "bar_ordinal": self._bar_ordinal,
+            "newest_ts": self._newest_ts,
+            "counts": {"by_code": self._by_code.tolist(), "joined": self._joined, "left": self._left, "gaps": self._gaps},
+            "kernels": [kernel.state(n) for kernel in self._all_kernels()],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "FeatureEngine":
+        """A new engine continuing exactly where the snapshot's left off."""
+        snapshot.check_header(state)
+        engine = cls(FeatureSettings.model_validate(state["settings"]))
+        engine.restore(state)
+        return engine
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace this engine's state by a snapshot taken with equal settings."""
+        snapshot.check_header(state)
+        mine = self.settings.model_dump(mode="json")
+        if state["settings"] != mine:
+            raise snapshot.SnapshotError(
+                f"snapshot was taken with other feature settings: {state['settings']} != {mine}"
+            )
+        fresh = FeatureEngine(self.settings)
+        registry = SymbolRegistry()
+        registry.restore(state["registry"])
+        n = registry.n_rows
+        fresh._grow(max(1, n))
+        fresh._registry = registry
+        try:
+            fresh._bars_seen[:n] = decode_array(state["bars_seen"])
+            fresh._last_ts[:n] = decode_array(state["last_ts"])
+            fresh._last_ordinal[:n] = decode_array(state["last_ordinal"])
+            fresh._latest[:, :n] = decode_array(state["latest"])
+            fresh._latest_inputs[:, :n] = decode_array(state["latest_inputs"])
+            kernels = fresh._all_kernels()
+            if len(state["kernels"]) != len(kernels):
+                raise snapshot.SnapshotError("snapshot holds another set of state machines")
+            for kernel, kernel_state in zip(kernels, state["kernels"]):
+                kernel.restore(kernel_state)
+        except (KeyError, ValueError) as exc:
+            raise snapshot.SnapshotError(f"damaged feature engine snapshot: {exc}") from None
+        fresh._bar_ordinal = int(state["bar_ordinal"])
+        fresh._newest_ts = int(state["newest_ts"])
+        counts = state["counts"]
+        fresh._by_code = np.array(counts["by_code"], dtype=np.int64)
+        fresh._joined, fresh._left, fresh._gaps = int(counts["joined"]), int(counts["left"]), int(counts["gaps"])
+        self.__dict__.update(fresh.__dict__)
+
+    # ------------------------------------------------------------ internals
+
+    def _all_kernels(self) -> list[Kernel]:
+        kernels = [kernel for kernel, _ in self._kernels]
+        if self._alpha_inputs is not None:
+            kernels.append(self._alpha_inputs)
+        return kernels
+
+    def _grow(self, rows_needed: int) -> None:
+        if rows_needed <= self._capacity:
+            return
+        capacity = max(rows_needed, 2 * self._capacity)
+        for kernel in self._all_kernels():
+            kernel.grow(capacity)
+        self._bars_seen = _grown(self._bars_seen, capacity, 0)
+        self._last_ts = _grown(self._last_ts, capacity, NO_TS)
+        self._last_ordinal = _grown(self._last_ordinal, capacity, -1)
+        self._latest = _grown(self._latest, capacity, np.nan)
+        self._latest_inputs = _grown(self._latest_inputs, capacity, np.nan)
+        self._capacity = capacity
+
+
+def _grown(array: np.ndarray, capacity: int, fill) -> np.ndarray:
+    new = np.full(array.shape[:-1] + (capacity,), fill, dtype=array.dtype)
+    new[..., : array.shape[-1]] = array
+    return new
+
+
+def _as_symbols(symbols) -> np.ndarray:
+    array = np.asarray(symbols)
+    if array.dtype.kind != "U":
+        array = array.astype(str)
+    return array.reshape(-1)
