@@ -1,0 +1,186 @@
+"""The cross-section barrier: bars in, the complete cross-section of each bar time out.
+
+Bars of one bar time arrive spread over the partitions of the ``bars``
+topic. A cross-section closes, strictly in bar-time order, at the first of:
+
+* **complete**: every expected symbol (those of the previous closed
+  cross-section) has its bar, and every partition has either moved past
+  that bar time or is drained (the consumer has read all it holds). A
+  symbol that joins never blocks, one that leaves blocks only until the
+  next rule or the timeout. The drained condition keeps this rule from
+  firing while a backlog is read: there, a joining symbol's bar may still
+  sit unread in another partition;
+* **watermark**: every assigned partition has delivered a bar of a later
+  bar time. Bars of one partition arrive in bar-time order, so nothing
+  older can still come from any partition: the set of bars is final. This
+  rule depends only on what is in the topic, not on timing, which is what
+  makes a replay after a crash assemble exactly the same cross-sections;
+* **timeout**: ``timeout_s`` of wall time since the first bar of that bar
+  time arrived (a live feed where a symbol is missing).
+
+A bar whose bar time is already closed is *late*: it is returned to the
+caller (which still applies it to the feature state) and counted, never
+scored. Only one bar per symbol is kept per bar time; the validator upstream
+has already rejected duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import msgspec
+
+from signalml.contracts import Bar
+
+CloseReason = Literal["complete", "watermark", "timeout", "flush"]
+
+
+@dataclass(frozen=True)
+class CrossSection:
+    """The bars of one bar time, sorted by symbol, and why it closed."""
+
+    ts: int
+    bars: tuple[Bar, ...]
+    reason: CloseReason
+
+    @property
+    def symbols(self) -> list[str]:
+        return [bar.symbol for bar in self.bars]
+
+
+@dataclass
+class BarrierCounts:
+    closed: dict[str, int] = field(default_factory=lambda: {"complete": 0, "watermark": 0, "timeout": 0, "flush": 0})
+    late: int = 0
+
+
+class CrossSectionBarrier:
+    """Assembles cross-sections. ``partitions`` are the assigned partitions
+    of the bars topic; call :meth:`assign` when the assignment changes."""
+
+    def __init__(
+        self,
+        timeout_s: float,
+        partitions: list[int] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.partitions: set[int] = set(partitions or [])
+        self.partition_ts: dict[int, int] = {}
+        self.drained: set[int] = set()
+        self.pending: dict[int, dict[str, Bar]] = {}
+        self.opened_at: dict[int, float] = {}
+        self.expected: frozenset[str] = frozenset()
+        self.last_closed_ts: int | None = None
+        self.counts = BarrierCounts()
+
+    def assign(self, partitions: list[int]) -> None:
+        self.partitions = set(partitions)
+        self.partition_ts = {p: ts for p, ts in self.partition_ts.items() if p in self.partitions}
+        self.drained &= self.partitions
+
+    def mark_drained(self, partition: int) -> list[CrossSection]:
+        """The consumer reached the end of ``partition`` (its EOF event)."""
+        self.drained.add(partition)
+        return self.due()
+
+    def add(self, bar: Bar, partition: int) -> tuple[list[CrossSection], bool]:
+        """Take one bar. Returns the cross-sections this closes and whether the
+        bar itself was late (its bar time already closed)."""
+        self.drained.discard(partition)
+        previous = self.partition_ts.get(partition)
+        if previous is None or bar.ts > previous:
+            self.partition_ts[partition] = bar.ts
+        if self.last_closed_ts is not None and bar.ts <= self.last_closed_ts:
+            self.counts.late += 1
+            return self.due(), True
+        bars = self.pending.get(bar.ts)
+        if bars is None:
+            bars = self.pending[bar.ts] = {}
+            self.opened_at[bar.ts] = self.clock()
+        bars.setdefault(bar.symbol, bar)
+        return self.due(), False
+
+    def watermark(self) -> int | None:
+        """The smallest latest bar time over the assigned partitions, or None
+        while some assigned partition has delivered nothing."""
+        if not self.partitions or any(p not in self.partition_ts for p in self.partitions):
+            return None
+        return min(self.partition_ts[p] for p in self.partitions)
+
+    def due(self) -> list[CrossSection]:
+        """Close, oldest first, every pending bar time whose rule holds."""
+        closed: list[CrossSection] = []
+        now = self.clock()
+        watermark = self.watermark()
+        while self.pending:
+            ts = min(self.pending)
+            bars = self.pending[ts]
+            if watermark is not None and watermark > ts:
+                reason: CloseReason = "watermark"
+            elif self.expected and self.expected.issubset(bars) and self._settled(ts):
+                reason = "complete"
+            elif now - self.opened_at[ts] >= self.timeout_s:
+                reason = "timeout"
+            else:
+                break
+            closed.append(self._close(ts, reason))
+        return closed
+
+    def _settled(self, ts: int) -> bool:
+        """No partition can still hold an unread bar of bar time ``ts``."""
+        return all(p in self.drained or self.partition_ts.get(p, -1) > ts for p in self.partitions)
+
+    def flush(self) -> list[CrossSection]:
+        """Close everything pending (at shutdown of a finite replay)."""
+        return [self._close(ts, "flush") for ts in sorted(self.pending)]
+
+    def _close(self, ts: int, reason: CloseReason) -> CrossSection:
+        bars = self.pending.pop(ts)
+        del self.opened_at[ts]
+        self.expected = frozenset(bars)
+        self.last_closed_ts = ts
+        self.counts.closed[reason] += 1
+        return CrossSection(ts, tuple(bars[s] for s in sorted(bars)), reason)
+
+    def next_deadline_s(self) -> float | None:
+        """Seconds until the oldest pending bar time times out (for poll timeouts)."""
+        if not self.pending:
+            return None
+        return max(0.0, self.opened_at[min(self.pending)] + self.timeout_s - self.clock())
+
+    # ---------------------------------------------------------------- snapshot
+
+    def state(self) -> dict:
+        """Plain data, pending bars included: the engine commits the consumed
+        offsets with this state, so bars consumed but not yet closed into a
+        cross-section must survive a restart inside the snapshot."""
+        return {
+            "version": 1,
+            "expected": sorted(self.expected),
+            "last_closed_ts": self.last_closed_ts,
+            "partition_ts": {str(p): ts for p, ts in self.partition_ts.items()},
+            "pending": [msgspec.to_builtins(bar) for ts in sorted(self.pending) for bar in self.pending[ts].values()],
+            "late": self.counts.late,
+            "closed": dict(self.counts.closed),
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state`; pending bar times restart their timeout."""
+        if state.get("version") != 1:
+            raise ValueError(f"unknown barrier state version {state.get('version')!r}")
+        self.expected = frozenset(state["expected"])
+        self.last_closed_ts = state["last_closed_ts"]
+        self.partition_ts = {int(p): int(ts) for p, ts in state["partition_ts"].items()}
+        self.counts = BarrierCounts(closed=dict(state["closed"]), late=int(state["late"]))
+        self.pending.clear()
+        self.opened_at.clear()
+        now = self.clock()
+        for raw in state["pending"]:
+            bar = msgspec.convert(raw, Bar)
+            self.pending.setdefault(bar.ts, {})[bar.symbol] = bar
+            self.opened_at.setdefault(bar.ts, now)
