@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from signalml.errors import ServiceError
 
@@ -18,8 +18,10 @@ def read_topic(
     isolation: str = "read_committed",
     batch: int = 10_000,
 ) -> list[Message]:
-    """Every message of ``topic`` up to the end offsets seen at call time,
-    in partition order. ``read_committed`` hides aborted transactions."""
+    """Every message of ``topic`` up to its end at call time, in partition
+    order. ``read_committed`` hides aborted transactions; their records and
+    the transaction markers still take offsets, so the end of a partition is
+    known from the consumer's end-of-partition event, not from offsets."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -27,6 +29,7 @@ def read_topic(
             "enable.auto.commit": False,
             "isolation.level": isolation,
             "fetch.max.bytes": 52_428_800,
+            "enable.partition.eof": True,
         }
     )
     try:
@@ -34,22 +37,23 @@ def read_topic(
         if metadata is None or metadata.error is not None:
             raise ServiceError(f"topic {topic!r} not found on {bootstrap}")
         partitions = [TopicPartition(topic, p, 0) for p in sorted(metadata.partitions)]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions}
         consumer.assign(partitions)
         messages: list[Message] = []
-        done = {p for p, end in ends.items() if end == 0}
+        done: set[int] = set()
         deadline = time.monotonic() + timeout_s
-        while len(done) < len(ends):
+        while len(done) < len(partitions):
             if time.monotonic() > deadline:
                 raise ServiceError(f"reading {topic}: {len(messages)} messages before the {timeout_s:.0f} s deadline")
             for msg in consumer.consume(num_messages=batch, timeout=1.0):
-                if msg.error():
-                    raise ServiceError(f"reading {topic}: {msg.error()}")
-                partition, offset = msg.partition(), msg.offset()
-                if offset < ends[partition]:
-                    messages.append(msg)
-                if offset >= ends[partition] - 1:
-                    done.add(partition)
+                error = msg.error()
+                if error is None:
+                    if msg.partition() not in done:
+                        messages.append(msg)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition())
+                else:
+                    raise ServiceError(f"reading {topic}: {error}")
+        messages.sort(key=lambda m: (m.partition(), m.offset()))
         return messages
     finally:
         consumer.close()
