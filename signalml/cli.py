@@ -8,13 +8,20 @@ exits with status 2.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from typing import Callable, Sequence
+import os
 
-from signalml.config import Settings, load_settings
-from signalml.errors import NotImplementedYet, SignalMLError
+# OpenMP threads (torch, LightGBM, XGBoost) spin while waiting by default;
+# beside Kafka and Triton on a small machine that costs up to 10x. Set before
+# any of them is imported; a value in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from typing import Callable, Sequence  # noqa: E402
+
+from signalml.config import Settings, load_settings  # noqa: E402
+from signalml.errors import NotImplementedYet, SignalMLError  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_NOT_IMPLEMENTED = 2
@@ -107,6 +114,20 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+    import signal
+
+    from stream.engine import Engine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = Engine(settings)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: engine.stop_event.set())
+    engine.run(idle_exit_s=args.idle_exit)
+    return 0
+
+
 def not_implemented(name: str) -> Handler:
     def handler(args: argparse.Namespace, settings: Settings) -> int:
         raise NotImplementedYet(f"signalml {name}: not implemented yet")
@@ -155,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=None, help="limit the rows used (replay)")
     p.set_defaults(handler=cmd_bench)
 
+    p = sub.add_parser("serve", help="run the engine: bars in, signals out")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="S",
+                   help="stop once no bar arrived for S seconds (finite replays)")
+    p.set_defaults(handler=cmd_serve)
+
     for name, text in (
-        ("serve", "run the engine: bars in, signals out"),
         ("monitor", "run the drift monitor"),
         ("train", "walk-forward training, report and export"),
         ("publish", "publish a model set to Triton and the control topic"),
