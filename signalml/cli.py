@@ -8,20 +8,13 @@ exits with status 2.
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
 
-# OpenMP threads (torch, LightGBM, XGBoost) spin while waiting by default;
-# beside Kafka and Triton on a small machine that costs up to 10x. Set before
-# any of them is imported; a value in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from typing import Callable, Sequence  # noqa: E402
-
-from signalml.config import Settings, load_settings  # noqa: E402
-from signalml.errors import NotImplementedYet, SignalMLError  # noqa: E402
+from signalml.config import Settings, load_settings
+from signalml.errors import NotImplementedYet, SignalMLError
 
 EXIT_ERROR = 1
 EXIT_NOT_IMPLEMENTED = 2

@@ -4,10 +4,7 @@ starts it for the session and stops it afterwards."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see signalml/cli.py
 
 import pytest
 
