@@ -101,9 +101,27 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from stream.bench_features import run
 
         result = run(settings.features)
+    elif args.target == "inference":
+        from models.bench_inference import run
+
+        result = run(settings)
     else:
         raise NotImplementedYet(f"signalml bench {args.target}: not implemented yet")
     print(json.dumps({"bench": args.target, **result}, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from models.publish import publish, rollback
+
+    if args.rollback:
+        manifest = rollback(settings)
+    elif args.artifact:
+        manifest = publish(settings, args.artifact)
+    else:
+        raise SignalMLError("signalml publish: give a training output folder, or --rollback")
+    members = ", ".join(f"{m.name} v{m.version}" for m in manifest.members)
+    print(json.dumps({"published": manifest.model_set, "members": members, "previous": manifest.previous}))
     return 0
 
 
@@ -174,10 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once no bar arrived for S seconds (finite replays)")
     p.set_defaults(handler=cmd_serve)
 
+    p = sub.add_parser("publish", help="publish a model set to Triton and the control topic")
+    p.add_argument("artifact", nargs="?", help="the output folder of signalml train (holds model_set/)")
+    p.add_argument("--rollback", action="store_true", help="republish the previous model set")
+    p.set_defaults(handler=cmd_publish)
+
     for name, text in (
         ("monitor", "run the drift monitor"),
         ("train", "walk-forward training, report and export"),
-        ("publish", "publish a model set to Triton and the control topic"),
         ("demo", "everything on the bundled data, one command"),
     ):
         p = sub.add_parser(name, help=text + " (not implemented yet)")

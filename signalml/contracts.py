@@ -125,6 +125,7 @@ class ModelSetManifest(Struct, frozen=True):
     sequence_length: int = 0
     ensemble_weights: dict[str, float] = {}
     stacking_coefficients: dict[str, float] = {}
+    stacking_intercept: float = 0.0
     drift_reference: dict[str, ReferenceBins] = {}
     training_metrics: dict[str, dict[str, float]] = {}
     previous: str | None = None

@@ -1,78 +1,110 @@
-"""Write Triton model directories served by the Python backend (CPU target).
+"""The Triton model repository side of serving: configs for the two
+deployment targets, version folders written atomically, and the
+Python-backend model (``model.py`` + ``scoring.py``) of the cpu target.
 
-Layout written for model ``NAME`` version ``V``::
+Layout written for model ``NAME`` version ``V`` on the cpu target::
 
-    <repository>/NAME/config.pbtxt      backend "python", dynamic batching, KIND_CPU
-    <repository>/NAME/V/model.py        this package's model.py, unchanged
-    <repository>/NAME/V/model.txt       the model in its native format (never pickle):
-                                        model.txt (LightGBM text), model.ubj (XGBoost UBJSON)
+    <repository>/NAME/config.pbtxt   backend "python", version_policy all, batching from settings
+    <repository>/NAME/V/model.py     this package's model.py, unchanged
+    <repository>/NAME/V/scoring.py   this package's scoring.py, unchanged
+    <repository>/NAME/V/model.txt    the model in its native format (never pickle):
+                                     model.txt (LightGBM text), model.ubj/model.json
+                                     (XGBoost), model.onnx (deep models)
 
-The version folder is built under a temporary name and renamed into place,
-so a Triton that polls or is told to ``load_model`` never sees half a
-version. ``model.py`` picks the scorer from the ``format`` parameter in
-``config.pbtxt``; LightGBM and XGBoost are wired today (``FORMATS`` lists
-the file each format uses, so ONNX adds one entry here and one scorer
-class there).
+and on the gpu target (stock Triton)::
+
+    <repository>/NAME/config.pbtxt   backend "fil" | platform "onnxruntime_onnx" (+ TensorRT)
+    <repository>/NAME/V/model.txt | xgboost.json | model.onnx | model.plan
+
+``models.export`` turns a trained model-set artifact into these folders;
+``models.publish`` loads, checks and announces them.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-MODEL_PY = Path(__file__).with_name("model.py")
-INPUT, OUTPUT = "FEATURES", "SCORE"
-FORMATS: dict[str, str] = {"lightgbm": "model.txt", "xgboost": "model.ubj"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+from models.triton_backend.configs import (
+    FEATURES,
+    HORIZONS,
+    SCORE,
+    SEQUENCES,
+    ServingOptions,
+    Tensor,
+    parse_config,
+    render_config,
+    render_cpu_config,
+    render_fil_config,
+    render_onnx_config,
+    render_python_config,
+    render_tensorrt_plan_config,
+)
+from models.triton_backend.names import MODEL_NAME, contained_path, validate_model_name
+from models.triton_backend.repository import (
+    model_dir,
+    next_version,
+    remove_version,
+    versions,
+    write_config,
+    write_version,
+)
+
+BACKEND_FILES = {"model.py": Path(__file__).with_name("model.py"), "scoring.py": Path(__file__).with_name("scoring.py")}
+FORMATS: dict[str, str] = {"lightgbm": "model.txt", "xgboost": "model.ubj", "onnx": "model.onnx"}
+INPUT, OUTPUT = FEATURES, SCORE
+
+__all__ = [
+    "BACKEND_FILES",
+    "FEATURES",
+    "FORMATS",
+    "HORIZONS",
+    "MODEL_NAME",
+    "SCORE",
+    "SEQUENCES",
+    "ServingOptions",
+    "Tensor",
+    "contained_path",
+    "model_dir",
+    "next_version",
+    "parse_config",
+    "remove_version",
+    "render_config",
+    "render_cpu_config",
+    "render_fil_config",
+    "render_onnx_config",
+    "render_python_config",
+    "render_tensorrt_plan_config",
+    "validate_model_name",
+    "versions",
+    "write_config",
+    "write_lightgbm_model",
+    "write_model",
+    "write_onnx_model",
+    "write_python_version",
+    "write_version",
+    "write_xgboost_model",
+]
 
 
-def render_config(
+def write_python_version(
+    repository: str | os.PathLike[str],
     name: str,
-    n_features: int,
-    fmt: str = "lightgbm",
+    files: dict[str, Any],
+    config_text: str,
     *,
-    max_batch_size: int = 8192,
-    instance_count: int = 1,
-    dynamic_batching: bool = True,
-    max_queue_delay_us: int = 200,
-    preferred_batch_sizes: Sequence[int] = (),
-    num_threads: int = 0,
-) -> str:
-    """``config.pbtxt`` text: ``FEATURES`` FP32 [-1, n_features] in,
-    ``SCORE`` FP32 [-1, 1] out: one score per row. (A batched Triton output
-    cannot be declared as plain [-1]; ``dims: [1]`` is the convention stock
-    backends such as FIL use too, so clients flatten with ``reshape(-1)``.)
-
-    ``max_queue_delay_us`` is microseconds; ``num_threads`` 0 leaves the
-    library's default thread count."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown model format {fmt!r}; known: {sorted(FORMATS)}")
-    if n_features < 1 or max_batch_size < 1 or instance_count < 1:
-        raise ValueError("n_features, max_batch_size and instance_count must be >= 1")
-    params = {"format": fmt, "num_threads": str(num_threads)}
-    lines = [
-        f'name: "{name}"',
-        'backend: "python"',
-        f"max_batch_size: {max_batch_size}",
-        f'input [ {{ name: "{INPUT}" data_type: TYPE_FP32 dims: [ {n_features} ] }} ]',
-        f'output [ {{ name: "{OUTPUT}" data_type: TYPE_FP32 dims: [ 1 ] }} ]',
-        f"instance_group [ {{ count: {instance_count} kind: KIND_CPU }} ]",
-    ]
-    if dynamic_batching:
-        preferred = "".join(f" preferred_batch_size: {b}" for b in preferred_batch_sizes)
-        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_us}{preferred} }}")
-    lines += [f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in params.items()]
-    return "\n".join(lines) + "\n"
-
-
-def next_version(model_dir: Path) -> int:
-    """One more than the highest numeric version folder (1 when none)."""
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+    version: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a Python-backend version (``files`` plus ``model.py`` and
+    ``scoring.py``) and the model's config; returns the version folder."""
+    folder = model_dir(repository, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    version = next_version(folder) if version is None else int(version)
+    target = write_version(folder, version, {**BACKEND_FILES, **files}, overwrite=overwrite)
+    write_config(folder, config_text)
+    return target
 
 
 def write_model(
@@ -87,38 +119,16 @@ def write_model(
     **config: Any,
 ) -> Path:
     """Write ``config.pbtxt`` and version ``version`` (default: the next one)
-    of model ``name``; returns the version folder. ``config`` goes to
-    :func:`render_config`. An existing version is replaced only with
-    ``overwrite=True``."""
-    if not _NAME.match(name):
-        raise ValueError(f"invalid model name {name!r} (letters, digits, '_', '.', '-')")
-    model_dir = Path(repository) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    version = next_version(model_dir) if version is None else int(version)
-    if version < 1:
-        raise ValueError(f"model version must be >= 1, got {version}")
-    target = model_dir / str(version)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; versions are immutable (pass overwrite=True to replace)")
-
-    _write_atomic(model_dir / "config.pbtxt", render_config(name, n_features, fmt, **config).encode())
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=model_dir))
-    try:
-        shutil.copyfile(MODEL_PY, staging / "model.py")
-        (staging / FORMATS[fmt]).write_bytes(model_bytes)
-        staging.chmod(0o755)
-        if target.exists():
-            old = model_dir / f".{version}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            staging.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    of a tabular model ``name`` in format ``fmt``; returns the version
+    folder. ``config`` goes to :func:`render_config`. An existing version is
+    replaced only with ``overwrite=True``."""
+    validate_model_name(name)
+    if fmt not in ("lightgbm", "xgboost"):
+        raise ValueError(f"write_model writes tabular formats (lightgbm, xgboost), not {fmt!r}")
+    text = render_config(name, n_features, fmt, **config)
+    return write_python_version(
+        repository, name, {FORMATS[fmt]: model_bytes}, text, version=version, overwrite=overwrite
+    )
 
 
 def write_lightgbm_model(
@@ -137,11 +147,10 @@ def write_lightgbm_model(
 
         booster = lightgbm.Booster(model_file=str(booster))
     booster = getattr(booster, "booster_", booster)  # sklearn wrapper -> Booster
-    text = booster.model_to_string()
     return write_model(
         repository,
         name,
-        text.encode(),
+        booster.model_to_string().encode(),
         n_features=booster.num_feature(),
         fmt="lightgbm",
         version=version,
@@ -174,7 +183,21 @@ def write_xgboost_model(
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def write_onnx_model(
+    repository: str | os.PathLike[str],
+    name: str,
+    onnx_file: str | os.PathLike[str],
+    *,
+    kind: str = "lstm",
+    options: ServingOptions = ServingOptions(),
+    version: int | None = None,
+    overwrite: bool = False,
+    extra_files: dict[str, Any] | None = None,
+) -> Path:
+    """Write an ONNX deep model (``SEQUENCES`` [N, T, F] -> ``SCORE`` [N, 1])
+    as a Python-backend model of the cpu target. ``extra_files`` (e.g. the
+    torch runtime's ``architecture.py``, ``config.json``,
+    ``model.safetensors``) go into the version folder too."""
+    files = {"model.onnx": Path(onnx_file), **(extra_files or {})}
+    text = render_cpu_config(name, kind, options)
+    return write_python_version(repository, name, files, text, version=version, overwrite=overwrite)

@@ -1,88 +1,49 @@
-"""Triton Python-backend model that serves a gradient-boosting model file.
+"""Triton Python-backend model serving one model file of a SignalML model set.
 
-This file is copied, unchanged, into ``<repository>/<model>/<version>/`` by
-:func:`models.triton_backend.write_model`; it runs inside Triton's Python
-backend stub (the server venv, numpy < 2), never in the project's process.
+Copied, unchanged, with ``scoring.py`` into ``<repository>/<model>/<version>/``
+by :mod:`models.triton_backend`; it runs inside Triton's Python backend stub
+(the server venv, numpy < 2), never in the project's process.
 
 Contract (see ``config.pbtxt``):
 
-* input ``FEATURES``: FP32, shape ``[N, F]``; ``F`` is read once from the
-  config's ``dims``.
-* output ``SCORE``: FP32, shape ``[N, 1]``, one score per row (config
-  ``dims: [1]``; Triton cannot declare a batched output of shape ``[N]``).
-* ``parameters { key: "format" ... }`` names the model file's format; each
-  format has one scorer class below (``lightgbm``, ``xgboost``; ``onnx``
-  slots in the same way). Files are native formats, never pickle.
+* one input, ``FEATURES`` FP32 ``[N, F]`` (gradient boosting) or
+  ``SEQUENCES`` FP32 ``[N, T, F]`` (deep models). The config may leave the
+  non-batch dims at ``-1``: each version then checks requests against its
+  own model file, so versions trained on different features share a config;
+* output ``SCORE`` FP32 ``[N, 1]``, one score per row (config ``dims: [1]``;
+  a batched output cannot be declared ``[N]``), and ``HORIZONS`` ``[N, H]``
+  for deep models whose graph has it;
+* ``parameters``: ``format`` picks the scorer (``lightgbm``, ``xgboost``,
+  ``onnx``); ``num_threads``; for ``onnx``, ``runtime`` (``auto`` by default:
+  see ``scoring.choose_runtime``), ``cuda_graphs``, ``torch_compile``.
 
-``execute`` answers every request with exactly one response: a request whose
-input is missing or mis-shaped gets an error response and the others in the
-same batch are still scored. Valid requests of one batch are scored with one
-``predict`` call on the stacked rows.
+``initialize`` parses the config and loads the model once. ``execute``
+answers every request with exactly one response: a request whose input is
+missing or mis-shaped gets an error response and the other requests of the
+batch are still scored, all valid rows in one call of the model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-INPUT = "FEATURES"
-OUTPUT = "SCORE"
 
-
-class LightGBMScorer:
-    """LightGBM booster from ``model.txt`` (LightGBM's native text format)."""
-
-    file_name = "model.txt"
-
-    def __init__(self, folder: Path, n_features: int, params: dict[str, str]):
-        import lightgbm  # imported here so other formats do not need it
-
-        path = folder / params.get("model_file", self.file_name)
-        self.booster = lightgbm.Booster(model_file=str(path))
-        if self.booster.num_feature() != n_features:
-            raise ValueError(
-                f"{path.name} expects {self.booster.num_feature()} features but "
-                f"config.pbtxt declares {INPUT} dims [{n_features}]"
-            )
-        # 0 = LightGBM's default (OpenMP decides); 1 is best for small batches.
-        self.num_threads = int(params.get("num_threads", "0"))
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        kwargs = {"num_threads": self.num_threads} if self.num_threads > 0 else {}
-        return np.asarray(self.booster.predict(x, **kwargs))
-
-
-class XGBoostScorer:
-    """XGBoost booster from ``model.ubj`` (XGBoost's native UBJSON format;
-    ``model.json`` works too, named by the ``model_file`` parameter)."""
-
-    file_name = "model.ubj"
-
-    def __init__(self, folder: Path, n_features: int, params: dict[str, str]):
-        import xgboost
-
-        path = folder / params.get("model_file", self.file_name)
-        self.booster = xgboost.Booster(model_file=str(path))
-        if self.booster.num_features() != n_features:
-            raise ValueError(
-                f"{path.name} expects {self.booster.num_features()} features but "
-                f"config.pbtxt declares {INPUT} dims [{n_features}]"
-            )
-        if int(params.get("num_threads", "0")) > 0:
-            self.booster.set_param({"nthread": int(params["num_threads"])})
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.inplace_predict(x))
-
-
-SCORERS = {
-    "lightgbm": LightGBMScorer,
-    "xgboost": XGBoostScorer,
-    # "onnx": OnnxScorer,  (model.onnx, onnxruntime.InferenceSession) - next
-}
+def _load_scoring():
+    """``scoring.py`` from this file's folder, by path (the stub's sys.path
+    order must not let an installed module of the same name win)."""
+    name = "signalml_triton_scoring"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("scoring.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _error(message: str):
@@ -91,57 +52,76 @@ def _error(message: str):
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        scoring = _load_scoring()
         config = json.loads(args["model_config"])
-        self.name = config.get("name", args.get("model_name", "?"))
-        inputs = {i["name"]: i for i in config.get("input", [])}
-        if INPUT not in inputs:
-            raise ValueError(f"model {self.name}: config.pbtxt has no input {INPUT}")
-        dims = [int(d) for d in inputs[INPUT]["dims"]]
-        if int(config.get("max_batch_size", 0)) > 0:
-            dims = [-1, *dims]
-        if len(dims) != 2 or dims[1] <= 0:
-            raise ValueError(f"model {self.name}: {INPUT} must be [-1, F] with F > 0, got {dims}")
-        self.n_features = dims[1]
+        self.name = f'{config.get("name", args.get("model_name", "?"))}:{args["model_version"]}'
+        inputs = config.get("input", [])
+        if len(inputs) != 1:
+            raise ValueError(f"model {self.name}: config.pbtxt must declare one input, got {len(inputs)}")
+        self.input_name = inputs[0]["name"]
+        declared = tuple(int(d) for d in inputs[0]["dims"])
+        self.outputs = {o["name"] for o in config.get("output", [])}
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         fmt = params.get("format", "lightgbm")
-        if fmt not in SCORERS:
-            raise ValueError(f"model {self.name}: unknown format {fmt!r}; known: {sorted(SCORERS)}")
+        if fmt not in scoring.SCORERS:
+            raise ValueError(f"model {self.name}: unknown format {fmt!r}; known: {sorted(scoring.SCORERS)}")
         folder = Path(args["model_repository"]) / str(args["model_version"])
-        self.scorer = SCORERS[fmt](folder, self.n_features, params)
+        log = pb_utils.Logger.log_info
+        if fmt == "onnx":
+            device_id = int(args.get("model_instance_device_id", 0) or 0)
+            batch = max(1, int(config.get("max_batch_size", 0)) or 1)
+            self.scorer = scoring.OnnxScorer(folder, params, log, device_id=device_id, max_batch_size=batch)
+        else:
+            self.scorer = scoring.SCORERS[fmt](folder, params, log)
+        have = self.scorer.input_dims
+        if len(declared) != len(have) or any(d not in (-1, h) for d, h in zip(declared, have)):
+            if len(declared) == 1 and len(have) == 1:
+                message = f"expects {have[0]} features but config.pbtxt declares {self.input_name} dims [{declared[0]}]"
+            else:
+                message = f"accepts dims {list(have)} but config.pbtxt declares {self.input_name} dims {list(declared)}"
+            raise ValueError(f"model {self.name}: the model file {message}")
+        log(f"model {self.name}: {self.scorer.description}")
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
-        rows: list[np.ndarray] = []
+        arrays: list[np.ndarray] = []
         index: list[int] = []
         for i, request in enumerate(requests):
-            tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
+            tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
             if tensor is None:
-                responses[i] = _error(f"model {self.name}: input {INPUT} is missing")
+                responses[i] = _error(f"model {self.name}: input {self.input_name} is missing")
                 continue
-            x = tensor.as_numpy()
-            if x.ndim != 2 or x.shape[1] != self.n_features:
-                responses[i] = _error(
-                    f"model {self.name}: {INPUT} must have shape [N, {self.n_features}], got {list(x.shape)}"
-                )
-                continue
-            rows.append(x)
-            index.append(i)
-        if rows:
             try:
-                scores = self.scorer.predict(np.concatenate(rows) if len(rows) > 1 else rows[0])
-                scores = scores.astype(np.float32, copy=False).reshape(-1)
-                if scores.size != sum(len(x) for x in rows):
-                    raise ValueError(f"the model gives {scores.size} values for {sum(len(x) for x in rows)} rows")
-                offset = 0
-                for i, x in zip(index, rows):
-                    part = scores[offset : offset + len(x)]
-                    offset += len(x)
-                    tensor = pb_utils.Tensor(OUTPUT, part.reshape(-1, 1))
-                    responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
-            except Exception as exc:  # noqa: BLE001 - report it per request, keep serving
-                for i in index:
-                    responses[i] = _error(f"model {self.name}: scoring failed: {type(exc).__name__}: {exc}")
+                arrays.append(self.scorer.adapt(tensor.as_numpy()))
+            except ValueError as exc:
+                responses[i] = _error(f"model {self.name}: {self.input_name} {exc}")
+                continue
+            index.append(i)
+        if not arrays:
+            return responses
+        try:
+            same_shape = all(a.shape[1:] == arrays[0].shape[1:] for a in arrays)
+            if same_shape:
+                results = self._split(self.scorer.run(np.concatenate(arrays) if len(arrays) > 1 else arrays[0]), arrays)
+            else:
+                results = [self.scorer.run(a) for a in arrays]
+            for i, request, out in zip(index, (requests[j] for j in index), results):
+                wanted = request.requested_output_names() or self.outputs
+                tensors = [pb_utils.Tensor(k, v) for k, v in out.items() if k in wanted and k in self.outputs]
+                responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+        except Exception as exc:  # noqa: BLE001 - report it per request, keep serving
+            for i in index:
+                responses[i] = _error(f"model {self.name}: scoring failed: {type(exc).__name__}: {exc}")
         return responses
+
+    @staticmethod
+    def _split(outputs: dict[str, np.ndarray], arrays: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Cut one batched result back into each request's rows."""
+        results, offset = [], 0
+        for a in arrays:
+            results.append({k: np.ascontiguousarray(v[offset : offset + len(a)]) for k, v in outputs.items()})
+            offset += len(a)
+        return results
 
     def finalize(self) -> None:
         self.scorer = None

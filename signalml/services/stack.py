@@ -32,6 +32,12 @@ class Stack:
             for service in reversed(started):
                 service.stop()
             raise
+        if "triton" in self._selected(only):
+            # Explicit model control loads nothing at start: bring back the
+            # model set in service before anyone asks for it.
+            from models.publish import load_current
+
+            load_current(self.settings)
 
     def down(self, only: str | None = None) -> list[str]:
         """Stop services, Triton first (it has no clients after the engine

@@ -1,0 +1,264 @@
+"""Score a cross-section with every member of a model set, through Triton.
+
+:class:`InferenceClient` is one gRPC asyncio client (``tritonclient.grpc.aio``)
+per engine: members are asked in parallel, each pinned to the version its
+manifest names, with a timeout per attempt, retries with exponential
+backoff on timeouts, unreachable servers and versions not (yet) loaded, and
+our own exceptions (:mod:`stream.inference.errors`). Latency goes to
+Prometheus per model.
+
+The tensor names come from the model's metadata, fetched once per pinned
+version: ``FEATURES``/``SEQUENCES`` -> ``SCORE`` on the cpu target, and
+FIL's ``input__0`` -> ``output__0`` on the gpu target. A sequence model
+whose input declares fewer steps than the cross-section has gets the last
+steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from signalml.contracts import ManifestMember, ModelSetManifest
+from stream.inference.errors import InferenceError, InvalidInput, translate
+from stream.inference.metrics import InferenceMetrics
+
+SCORE_OUTPUTS = ("SCORE", "output__0")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A served model version's input and output, from its metadata.
+    ``dims`` excludes the batch axis; -1 = any."""
+
+    input_name: str
+    datatype: str
+    dims: tuple[int, ...]
+    output_name: str
+
+
+class InferenceClient:
+    """Async Triton client for model sets. Use in one event loop::
+
+        async with InferenceClient.from_settings(settings) as client:
+            scores = await client.score(manifest, x, sequences)
+
+    ``timeout_s`` bounds each attempt; ``retries`` extra attempts follow a
+    retryable failure after ``retry_backoff_s``, doubling each time.
+    ``max_batch_size`` splits larger cross-sections into parallel requests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        retry_backoff_s: float = 0.1,
+        max_batch_size: int = 8192,
+        registry: Any = None,
+    ):
+        if timeout_s <= 0 or retries < 0 or retry_backoff_s < 0 or max_batch_size < 1:
+            raise ValueError("timeout_s > 0, retries >= 0, retry_backoff_s >= 0 and max_batch_size >= 1 are required")
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.retry_backoff_s = retry_backoff_s
+        self.max_batch_size = max_batch_size
+        self.metrics = InferenceMetrics.of(registry)
+        self._client = grpcaio.InferenceServerClient(url)
+        self._signatures: dict[tuple[str, int], Signature] = {}
+
+    @classmethod
+    def from_settings(cls, settings, **overrides: Any) -> "InferenceClient":
+        serving = settings.serving
+        kwargs = dict(
+            timeout_s=serving.request_timeout_s,
+            retries=serving.retries,
+            retry_backoff_s=serving.retry_backoff_s,
+            max_batch_size=serving.max_batch_size,
+        )
+        kwargs.update(overrides)
+        return cls(settings.triton.grpc_url, **kwargs)
+
+    async def __aenter__(self) -> "InferenceClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # ------------------------------------------------------------ model sets
+    async def score(
+        self,
+        manifest: ModelSetManifest,
+        tabular: np.ndarray | None,
+        sequences: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Scores of every member: ``{member name: float64 [N]}``.
+
+        ``tabular`` is float32 ``[N, F]`` with F = ``len(manifest.feature_names)``;
+        ``sequences`` float32 ``[N, T, F]``, required when a member reads
+        sequences. Members run in parallel; the first failure is raised
+        (after all have finished) with the other failures noted on it."""
+        started = time.perf_counter()
+        n_features = len(manifest.feature_names)
+        needs = {m.input for m in manifest.members}
+        rows = None
+        if "tabular" in needs:
+            tabular = _float32(tabular, 2, "tabular", n_features)
+            rows = len(tabular)
+        if "sequence" in needs:
+            sequences = _float32(sequences, 3, "sequences", n_features)
+            if rows is not None and len(sequences) != rows:
+                raise InvalidInput(f"tabular has {rows} rows but sequences has {len(sequences)}")
+        inputs = {"tabular": tabular, "sequence": sequences}
+        results = await asyncio.gather(
+            *(self.score_member(m, inputs[m.input]) for m in manifest.members), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            first = failures[0]
+            for other in failures[1:]:
+                first.add_note(f"also failed: {type(other).__name__}: {other}")
+            raise first
+        self.metrics.fanout.observe(time.perf_counter() - started)
+        return {m.name: r for m, r in zip(manifest.members, results)}
+
+    async def score_member(self, member: ManifestMember, x: np.ndarray) -> np.ndarray:
+        """One member's float64 ``[N]`` scores for ``x``, at its pinned version."""
+        return await self.infer(member.name, member.version, x)
+
+    async def infer(self, model: str, version: int, x: np.ndarray) -> np.ndarray:
+        """float64 ``[N]`` scores of ``model`` at ``version`` for float32
+        rows ``x`` (``[N, F]`` or ``[N, T, F]``), retries included."""
+        started = time.perf_counter()
+        signature = await self._retrying(model, version, lambda: self._signature(model, version))
+        x = self._fit(signature, model, version, x)
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.float64)
+        chunks = [x[i : i + self.max_batch_size] for i in range(0, len(x), self.max_batch_size)]
+        parts = await asyncio.gather(
+            *(self._retrying(model, version, lambda c=c: self._infer_once(model, version, signature, c)) for c in chunks)
+        )
+        scores = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self.metrics.latency.labels(model).observe(time.perf_counter() - started)
+        return scores
+
+    async def ready(self, manifest: ModelSetManifest) -> dict[str, bool]:
+        """Whether each member's pinned version is loaded and ready."""
+
+        async def one(member: ManifestMember) -> bool:
+            try:
+                return bool(
+                    await self._client.is_model_ready(
+                        member.name, str(member.version), client_timeout=self.timeout_s
+                    )
+                )
+            except InferenceServerException as exc:
+                raise translate(exc, model=member.name, version=member.version) from None
+
+        flags = await asyncio.gather(*(one(m) for m in manifest.members))
+        return {m.name: f for m, f in zip(manifest.members, flags)}
+
+    # ------------------------------------------------------------ internals
+    async def _retrying(self, model: str, version: int, attempt):
+        delay = self.retry_backoff_s
+        for left in range(self.retries, -1, -1):
+            try:
+                return await attempt()
+            except InferenceServerException as exc:
+                error = translate(exc, model=model, version=version)
+            except asyncio.TimeoutError:
+                error = translate(TimeoutError("deadline exceeded"), model=model, version=version)
+            self.metrics.errors.labels(model, type(error).__name__).inc()
+            if not error.retryable or left == 0:
+                if error.retryable:
+                    error.add_note(f"after {self.retries + 1} attempts")
+                raise error from None
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _signature(self, model: str, version: int) -> Signature:
+        key = (model, version)
+        if key not in self._signatures:
+            meta = await self._client.get_model_metadata(model, str(version), client_timeout=self.timeout_s)
+            if len(meta.inputs) != 1:
+                raise InferenceError(f"model {model} version {version} has {len(meta.inputs)} inputs; expected one")
+            names = [o.name for o in meta.outputs]
+            output = next((n for n in SCORE_OUTPUTS if n in names), None)
+            if output is None:
+                raise InferenceError(f"model {model} version {version} has no SCORE output (outputs: {names})")
+            spec = meta.inputs[0]
+            self._signatures[key] = Signature(spec.name, spec.datatype, tuple(int(d) for d in spec.shape[1:]), output)
+        return self._signatures[key]
+
+    @staticmethod
+    def _fit(signature: Signature, model: str, version: int, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if signature.datatype == "FP32" and x.dtype != np.float32:
+            if not np.issubdtype(x.dtype, np.floating):
+                raise InvalidInput(f"model {model} version {version} takes float32, got {x.dtype}", model=model, version=version)
+            x = x.astype(np.float32)
+        dims = signature.dims
+        if x.ndim != len(dims) + 1:
+            raise InvalidInput(f"model {model} version {version} takes rank-{len(dims) + 1} input, got {list(x.shape)}",
+                               model=model, version=version)
+        if len(dims) == 2 and dims[0] > 0 and x.shape[1] > dims[0]:
+            x = np.ascontiguousarray(x[:, -dims[0] :, :])  # the model looks at the last T steps
+        for want, got in zip(dims, x.shape[1:]):
+            if want > 0 and want != got:
+                raise InvalidInput(
+                    f"model {model} version {version} takes {signature.input_name} [N, {', '.join(map(str, dims))}], "
+                    f"got {list(x.shape)}",
+                    model=model,
+                    version=version,
+                )
+        return np.ascontiguousarray(x)
+
+    async def _infer_once(self, model: str, version: int, signature: Signature, x: np.ndarray) -> np.ndarray:
+        tensor = InferInput(signature.input_name, list(x.shape), signature.datatype)
+        tensor.set_data_from_numpy(x)
+        try:
+            result = await asyncio.wait_for(
+                self._client.infer(
+                    model,
+                    [tensor],
+                    model_version=str(version),
+                    outputs=[InferRequestedOutput(signature.output_name)],
+                    client_timeout=self.timeout_s,
+                ),
+                timeout=self.timeout_s + 1.0,  # a backstop if gRPC's own deadline is not honoured
+            )
+        except asyncio.TimeoutError:
+            raise InferenceServerException("deadline exceeded", status="StatusCode.DEADLINE_EXCEEDED") from None
+        scores = result.as_numpy(signature.output_name)
+        if scores is None or scores.size != len(x):
+            got = None if scores is None else list(scores.shape)
+            raise InferenceError(f"model {model} version {version} answered {got} for {len(x)} rows",
+                                 model=model, version=version)
+        return scores.reshape(-1).astype(np.float64)
+
+
+def _float32(x: Any, ndim: int, what: str, n_features: int) -> np.ndarray:
+    if x is None:
+        raise InvalidInput(f"{what} is required by this model set")
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InvalidInput(f"{what} must be float32, got {x.dtype}")
+        x = x.astype(np.float32)
+    if x.ndim != ndim or x.shape[-1] != n_features:
+        shape = "[N, F]" if ndim == 2 else "[N, T, F]"
+        raise InvalidInput(f"{what} must be {shape} with F = {n_features} features, got {list(x.shape)}")
+    return np.ascontiguousarray(x)
