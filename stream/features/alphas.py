@@ -22,19 +22,21 @@ kernels; the ranks need the whole cross-section and are taken by
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.ranks import pct_rank, pct_rank_small_ints
-from stream.features.rows import Rows
+from stream.features.kernel import Bar, Kernel, KernelStateError, Step, divide
+from stream.features.ranks import pct_rank, pct_rank_of, pct_rank_small_ints
 from stream.features.volatility import Volatility
+from stream.features.window import ring_read, ring_write
 
 ALPHAS = ("alpha_1", "alpha_42", "alpha_101")
 STDDEV_BARS = 20
 ARGMAX_BARS = 5
+_AGES = np.arange(ARGMAX_BARS - 1, -1, -1)  # oldest first
 
 # The per-symbol inputs each alpha needs, in output order.
 INPUTS = {
@@ -69,49 +71,77 @@ class AlphaInputs(Kernel):
             "signed_powers": (np.float64, (ARGMAX_BARS,), np.nan),  # bar j in slot j % 5
         }
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
-        seen = self.bars_seen[sel]
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
         column = 0
         for alpha in self.alphas:
             if alpha == "alpha_1":
-                self._argmax_input(rows, bars, seen, out[column])
+                self._argmax_input(step, bars, out[column])
             elif alpha == "alpha_42":
-                vwap = (bars.high + bars.low + bars.close) / 3.0
+                vwap = bars.high + bars.low
+                vwap += bars.close
+                vwap /= 3.0
                 np.subtract(vwap, bars.close, out=out[column])
                 np.add(vwap, bars.close, out=out[column + 1])
             else:
-                np.divide(bars.close - bars.open, (bars.high - bars.low) + 0.001, out=out[column])
+                range_ = bars.high - bars.low
+                range_ += 0.001
+                np.subtract(bars.close, bars.open, out=out[column])
+                out[column] /= range_
             column += len(INPUTS[alpha])
-        self.bars_seen[sel] = seen + 1
+        self.bars_seen[step.rows.sel] += 1
 
-    def _argmax_input(self, rows: Rows, bars: Bars, seen: np.ndarray, out: np.ndarray) -> None:
-        # Before the stddev kernel moves its previous close on (on contiguous
-        # rows its state arrays are views).
-        returns = bars.close / self._stddev.prev_close[rows.sel] - 1.0
-        stddev = np.empty((1, rows.size))
-        self._stddev._update(rows, bars, stddev)
+    def _argmax_input(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        stddev = np.empty((1, step.rows.size))
+        returns = self._stddev.advance(step, bars, stddev)
         stddev = stddev[0]
-        # NaN until the 20-bar stddev exists, whichever branch the bar takes.
         inner = np.where(returns < 0.0, stddev, bars.close)
-        inner[np.isnan(stddev)] = np.nan
-        signed_power = np.sign(inner) * np.abs(inner) ** 2
-        flat = self.signed_powers.reshape(-1)
-        flat[(seen % ARGMAX_BARS) * self._capacity + rows.index] = signed_power
+        inner[np.isnan(stddev)] = np.nan  # NaN until the 20-bar stddev exists, whichever branch the bar takes
+        ring_write(self.signed_powers, step, np.multiply(inner, np.abs(inner), out=stddev))  # SignedPower(inner, 2)
         # Ts_ArgMax over bars seen-4 .. seen, oldest first, first maximum wins.
-        position = seen % ARGMAX_BARS
-        best = np.full(rows.size, -np.inf)
-        out[:] = np.nan
-        incomplete = seen < ARGMAX_BARS - 1
-        for age in range(ARGMAX_BARS - 1, -1, -1):  # oldest first
-            slot = position - age
-            slot[slot < 0] += ARGMAX_BARS
-            value = flat.take(slot * self._capacity + rows.index)
-            higher = value > best
+        window = ring_read(self.signed_powers, step, _AGES)
+        best = window[0]
+        higher = np.empty(step.rows.size, dtype=bool)
+        position_if_higher = np.empty(step.rows.size)
+        out.fill(1.0)
+        for position in range(2, ARGMAX_BARS + 1):
+            value = window[position - 1]
+            np.greater(value, best, out=higher)
             np.maximum(best, value, out=best)  # NaN propagates: any NaN in the window
-            out[higher] = ARGMAX_BARS - age
-            incomplete |= np.isnan(value)
-        out[incomplete] = np.nan
+            # Positions only grow, so taking the larger is setting it where higher,
+            # without the branch per element of a masked copy (mispredicted half the time).
+            np.maximum(out, np.multiply(higher, float(position), out=position_if_higher), out=out)
+        out[np.isnan(best)] = np.nan
+        if step.least < ARGMAX_BARS - 1:
+            out[step.seen < ARGMAX_BARS - 1] = np.nan
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        open_, high, low, close, _ = bar
+        out = []
+        for alpha in self.alphas:
+            if alpha == "alpha_1":
+                out.append(self._argmax_input_one(row, seen, close))
+            elif alpha == "alpha_42":
+                vwap = (high + low + close) / 3.0
+                out += [vwap - close, vwap + close]
+            else:
+                out.append(divide(close - open_, (high - low) + 0.001))
+        self.bars_seen[row] = seen + 1
+        return out
+
+    def _argmax_input_one(self, row: int, seen: int, close: float) -> float:
+        ret, (stddev,) = self._stddev.advance_one(row, seen, close)
+        inner = stddev if ret < 0.0 else close
+        if stddev != stddev:
+            inner = math.nan
+        self.signed_powers[seen % ARGMAX_BARS, row] = inner * abs(inner)  # SignedPower(inner, 2)
+        best, position = -math.inf, math.nan
+        for age in range(ARGMAX_BARS - 1, -1, -1):
+            value = self.signed_powers.item((seen - age) % ARGMAX_BARS, row)
+            if value != value:
+                return math.nan
+            if value > best:
+                best, position = value, float(ARGMAX_BARS - age)
+        return math.nan if seen < ARGMAX_BARS - 1 else position
 
     # The nested stddev kernel is part of this state machine's state.
     def grow(self, capacity: int) -> None:
@@ -134,6 +164,8 @@ class AlphaInputs(Kernel):
         super().restore(state)
         if self._stddev is not None:
             self._stddev.restore(state["stddev"])
+            if not np.array_equal(self._stddev.bars_seen, self.bars_seen):
+                raise KernelStateError("alpha_inputs: its stddev state counts other bars than its own")
 
 
 def combine(alphas: tuple[str, ...], inputs: np.ndarray) -> np.ndarray:
@@ -150,4 +182,21 @@ def combine(alphas: tuple[str, ...], inputs: np.ndarray) -> np.ndarray:
             else:
                 result[i] = inputs[column]
             column += len(INPUTS[alpha])
+    return result
+
+
+def combine_one(alphas: tuple[str, ...], own: list[float], inputs: np.ndarray) -> list[float]:
+    """:func:`combine` of one symbol: its alphas from its inputs ``own``
+    [n_inputs] and those of the whole cross-section ``inputs`` [n_inputs, m]
+    (its own among them), without sorting."""
+    result = []
+    column = 0
+    for alpha in alphas:
+        if alpha == "alpha_1":
+            result.append(pct_rank_of(own[column], inputs[column]) - 0.5)
+        elif alpha == "alpha_42":
+            result.append(pct_rank_of(own[column], inputs[column]) / pct_rank_of(own[column + 1], inputs[column + 1]))
+        else:
+            result.append(own[column])
+        column += len(INPUTS[alpha])
     return result

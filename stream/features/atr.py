@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.rows import Rows
+from stream.features.kernel import Bar, Kernel, Step, divide, maximum
 from stream.features.wilder import WilderCoefficients
 
 
@@ -33,21 +34,43 @@ class ATR(Kernel):
             "avg_range": (np.float64, (len(self.periods),), 0.0),
         }
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        rows = step.rows
         high, low, close = bars.high, bars.low, bars.close
-        seen = self.bars_seen[sel]
-        prev = self.prev_close[sel]
+        prev = self.prev_close[rows.sel]
         # TA-Lib's TRANGE: the largest of high-low, |prev-high|, |low-prev|.
-        true_range = np.maximum(np.maximum(high - low, np.abs(prev - high)), np.abs(low - prev))
-        keep, inverse = self._wilder(seen)
-        warming = keep is not self._wilder.period_minus_1
-        if warming:
-            true_range[seen == 0] = 0.0  # no previous close yet
-        avg_range = (self.avg_range[:, sel] * keep + true_range) * inverse
-        np.divide(avg_range, close, out=out)
-        if warming:
-            out[seen[None, :] < self._wilder.period] = np.nan
-        self.avg_range[:, sel] = avg_range
-        self.prev_close[sel] = close
-        self.bars_seen[sel] = seen + 1
+        true_range = high - low
+        gap = np.subtract(prev, high)
+        np.maximum(true_range, np.abs(gap, out=gap), out=true_range)
+        np.subtract(low, prev, out=gap)
+        np.maximum(true_range, np.abs(gap, out=gap), out=true_range)
+        keep, inverse = self._wilder(step)
+        if step.least == 0:
+            true_range[step.seen == 0] = 0.0  # no previous close yet
+        avg_range = rows.pick(self.avg_range)
+        avg_range *= keep
+        avg_range += true_range
+        avg_range *= inverse
+        np.divide(avg_range, step.wide(close, len(self.periods)), out=out)
+        if step.least < self._wilder.max_period:
+            out[step.seen[None, :] < self._wilder.period] = np.nan
+        rows.put_back(self.avg_range, avg_range)
+        self.prev_close[rows.sel] = close
+        self.bars_seen[rows.sel] += 1
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        _, high, low, close, _ = bar
+        if seen:
+            prev = self.prev_close.item(row)
+            true_range = maximum(maximum(high - low, abs(prev - high)), abs(low - prev))
+        else:
+            true_range = 0.0
+        ranges = self.avg_range[:, row].tolist()
+        out = []
+        for i, (period, keep, inverse) in enumerate(self._wilder.one(seen)):
+            ranges[i] = avg_range = (ranges[i] * keep + true_range) * inverse
+            out.append(math.nan if seen < period else divide(avg_range, close))
+        self.avg_range[:, row] = ranges
+        self.prev_close[row] = close
+        self.bars_seen[row] = seen + 1
+        return out

@@ -15,12 +15,24 @@ a deviation of 0.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.rows import Rows
-from stream.features.window import COLLAPSE, exact_moments, last_values, recompute_cadence, slide_moments
+from stream.features.kernel import Bar, Kernel, PerPeriod, Step, maximum
+from stream.features.window import (
+    COLLAPSE,
+    exact_moments,
+    recompute_cadence,
+    ring_column,
+    ring_read,
+    ring_window,
+    ring_write,
+    rows_to_rebuild,
+    slide_moments,
+    slide_moments_in_place,
+)
 
 # TA-Lib's TA_IS_ZERO_OR_NEG: a variance below this is a deviation of 0.
 TA_ZERO = 1e-14
@@ -37,8 +49,9 @@ class BollingerPosition(Kernel):
         self.nbdev = float(nbdev)
         self.output_names = tuple(f"bb_position_{p}" for p in self.periods)
         self.warmup_bars = self.periods
-        self._period = np.asarray(self.periods, dtype=np.int64)[:, None]
-        self._period_f = self._period.astype(np.float64)
+        self._bars_back = np.asarray(self.periods, dtype=np.int64) - 1  # the close that leaves the SMA sum
+        self._period = self._bars_back[:, None] + 1
+        self._period_f = PerPeriod(self.periods)
         self._cadence = tuple(recompute_cadence(p) for p in self.periods)
         self._ring_bars = max(self.periods)
         super().__init__(capacity)
@@ -58,53 +71,95 @@ class BollingerPosition(Kernel):
             "closes": (np.float64, (self._ring_bars,), np.nan),  # bar j in slot j % ring
         }
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
-        close = bars.close
-        seen = self.bars_seen[sel]
-        ring = self._ring_bars
-        flat = self.closes.reshape(-1)
-        base = rows.index
-        back = seen[None, :] - self._period  # bar leaving the Welford window now
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        rows = step.rows
+        close = step.wide(bars.close, len(self.periods))
+        periods = self._period_f.wide(rows.size)
         # TA-Lib's SMA drops the close p-1 bars back right after using it; the
         # same close leaves the Welford window on the next bar.
-        dropped = flat.take(((back + 1) % ring) * self._capacity + base)
-        leaving = self.next_leaving[:, sel]
-        total = self.sum[:, sel] + close
-        warming = bool(seen.min() < self._period.max())
+        dropped = ring_read(self.closes, step, self._bars_back)
+        total = rows.pick(self.sum)
+        total += close
+        mean, m2, m2_peak = rows.pick(self.mean), rows.pick(self.m2), rows.pick(self.m2_peak)
+        leaving = rows.pick(self.next_leaving)
+        warming = step.least < self._ring_bars
         if warming:
+            back = step.seen[None, :] - self._period  # bar leaving the Welford window now
             dropped[back < -1] = 0.0
-            mean, m2 = slide_moments(
-                self.mean[:, sel], self.m2[:, sel], close, leaving, self._period_f,
-                count=(seen + 1).astype(np.float64), filling=back < 0,
+            mean[...], m2[...] = slide_moments(
+                mean, m2, close, leaving, periods, count=(step.seen + 1).astype(np.float64), filling=back < 0
             )
         else:
-            mean, m2 = slide_moments(self.mean[:, sel], self.m2[:, sel], close, leaving, self._period_f)
-        m2_peak = np.maximum(self.m2_peak[:, sel], m2)
+            slide_moments_in_place(mean, m2, close, leaving, periods)
+        np.maximum(m2_peak, m2, out=m2_peak)
         collapsed = m2 < COLLAPSE * m2_peak
-        flat[(seen % ring) * self._capacity + base] = close
-        seen_after = seen + 1
+        collapsed_periods = collapsed.any(axis=1).tolist()
+        ring_write(self.closes, step, bars.close)
         for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
-            rebuild = ((seen_after % cadence == 0) | collapsed[i]) & (seen_after >= period)
-            if rebuild.any():
-                window = last_values(self.closes, base[rebuild], seen_after[rebuild], period)
-                mean[i, rebuild], m2[i, rebuild] = exact_moments(window)
+            rebuild = rows_to_rebuild(step, 1, period, cadence, collapsed[i] if collapsed_periods[i] else None)
+            if rebuild is not None:
+                mean[i, rebuild], m2[i, rebuild] = exact_moments(ring_window(self.closes, step, period, rebuild))
                 m2_peak[i, rebuild] = m2[i, rebuild]
-        middle = total / self._period_f
-        variance = m2 / self._period_f
+        middle = total / periods
+        variance = m2 / periods
         deviation = np.sqrt(variance)
-        deviation[~(variance >= TA_ZERO)] = 0.0
+        if not variance.min() >= TA_ZERO:
+            deviation[~(variance >= TA_ZERO)] = 0.0
         deviation *= self.nbdev
         upper = middle + deviation
-        lower = middle - deviation
-        width = upper - lower
-        np.divide(close - lower, width, out=out)
-        out[width == 0.0] = 0.5
+        lower = np.subtract(middle, deviation, out=middle)
+        width = np.subtract(upper, lower, out=deviation)
+        np.subtract(close, lower, out=out)
+        out /= width
+        if not width.min() > 0.0:
+            out[width == 0.0] = 0.5
         if warming:
             out[back < -1] = np.nan
-        self.sum[:, sel] = total - dropped
-        self.mean[:, sel] = mean
-        self.m2[:, sel] = m2
-        self.m2_peak[:, sel] = m2_peak
-        self.next_leaving[:, sel] = dropped
-        self.bars_seen[sel] = seen_after
+        total -= dropped
+        leaving[...] = dropped
+        if not rows.contiguous:  # the picks were copies
+            picked = {"sum": total, "mean": mean, "m2": m2, "m2_peak": m2_peak, "next_leaving": leaving}
+            for name, values in picked.items():
+                rows.put_back(getattr(self, name), values)
+        self.bars_seen[rows.sel] += 1
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        close = bar[3]
+        ring = self._ring_bars
+        dropped = [0.0 if seen < p - 1 else self.closes.item((seen - p + 1) % ring, row) for p in self.periods]
+        sums, means, m2s, peaks, leaving = (
+            getattr(self, name)[:, row].tolist() for name in ("sum", "mean", "m2", "m2_peak", "next_leaving")
+        )
+        self.closes[seen % ring, row] = close
+        seen_after = seen + 1
+        out = []
+        for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
+            total = sums[i] + close
+            mean, m2 = means[i], m2s[i]
+            if seen < period:  # Welford's add while the window fills
+                delta = close - mean
+                mean = mean + delta / seen_after
+                m2 = m2 + delta * (close - mean)
+            else:
+                change = close - leaving[i]
+                slid = mean + change / period
+                m2 = m2 + change * ((close - slid) + (leaving[i] - mean))
+                mean = slid
+            peak = maximum(peaks[i], m2)
+            if (seen_after % cadence == 0 or m2 < COLLAPSE * peak) and seen_after >= period:
+                mean, m2 = (x.item() for x in exact_moments(ring_column(self.closes, row, seen, period)))
+                peak = m2
+            variance = m2 / period
+            deviation = math.sqrt(variance) * self.nbdev if variance >= TA_ZERO else 0.0
+            middle = total / period
+            lower = middle - deviation
+            width = (middle + deviation) - lower
+            if seen < period - 1:
+                out.append(math.nan)
+            else:
+                out.append(0.5 if width == 0.0 else (close - lower) / width)
+            sums[i], means[i], m2s[i], peaks[i], leaving[i] = total - dropped[i], mean, m2, peak, dropped[i]
+        self.sum[:, row], self.mean[:, row], self.m2[:, row] = sums, means, m2s
+        self.m2_peak[:, row], self.next_leaving[:, row] = peaks, leaving
+        self.bars_seen[row] = seen_after
+        return out

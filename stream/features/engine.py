@@ -5,6 +5,14 @@ maps its symbols to rows, drops the bars that must not update state
 (defects per :mod:`.bars`, duplicate or out-of-order ``ts`` per symbol),
 updates every kernel once for the whole cross-section, then ranks the
 alphas over the symbols of that bar time.
+
+The common call is checked first and cheaply: the same symbols as the call
+before (their rows cached), every bar consistent and newer than the
+symbol's last; the kernels then update in place on views of the rows
+(see :class:`~.kernel.Step`). A single bar (``update_bar``, or a call with
+one symbol) goes through the kernels' one-row path on Python floats, which
+gives the same bits without the per-call cost of array operations; its
+alphas are ranked by counting rather than sorting.
 """
 
 from __future__ import annotations
@@ -16,13 +24,22 @@ import numpy as np
 
 from signalml.config import FeatureSettings
 from stream.features import snapshot
-from stream.features.alphas import INPUTS, AlphaInputs, combine
+from stream.features.alphas import INPUTS, AlphaInputs, combine, combine_one
 from stream.features.atr import ATR
-from stream.features.bars import DUPLICATE_TS, OUT_OF_ORDER_TS, REASONS, Bars, bar_defect_codes
+from stream.features.bars import (
+    ACCEPTED,
+    DUPLICATE_TS,
+    OUT_OF_ORDER_TS,
+    REASONS,
+    Bars,
+    all_consistent,
+    bar_defect_codes,
+    consistent,
+)
 from stream.features.bollinger import BollingerPosition
 from stream.features.codec import decode_array, encode_array
 from stream.features.frame import FeatureFrame
-from stream.features.kernel import Kernel
+from stream.features.kernel import Kernel, Step
 from stream.features.macd import MACD
 from stream.features.names import feature_names
 from stream.features.registry import SymbolRegistry
@@ -102,13 +119,38 @@ class FeatureEngine:
         if len(symbols) != len(bars.close):
             raise ValueError(f"{len(symbols)} symbols but {len(bars.close)} bars")
         rows, distinct = self._rows_of(symbols)
+        if distinct and all_consistent(bars) and bool((self._last_ts[rows.sel] < ts).all()):
+            self._by_code[ACCEPTED] += rows.size
+            values = self._apply(ts, rows, bars)
+            return FeatureFrame(ts, symbols, values.T, self.feature_names, np.zeros(rows.size, dtype=np.int8))
         codes = bar_defect_codes(*bars)
-        self._check_order(ts, rows, distinct, codes)
-        return self._apply(ts, symbols, rows, bars, codes)
+        self._check_order(ts, rows.index, distinct, codes)
+        self._by_code += np.bincount(codes, minlength=len(REASONS))
+        ok = codes == ACCEPTED
+        values = np.full((len(self.feature_names), len(codes)), np.nan)
+        if ok.any():
+            values[:, ok] = self._apply(ts, Rows.of(rows.index[ok]), bars.take(ok))
+        return FeatureFrame(ts, symbols, values.T, self.feature_names, codes)
 
     def update_bar(self, symbol: str, ts_ms: int, open, high, low, close, volume) -> np.ndarray:  # noqa: A002
         """Apply one bar; its features [F] (all NaN if the bar was not applied)."""
-        return self.update(ts_ms, np.array([symbol], dtype=str), [open], [high], [low], [close], [volume]).values[0]
+        row = self._registry.row(symbol) if isinstance(symbol, str) else None
+        try:
+            fields = np.array((open, high, low, close, volume), dtype=np.float64)
+        except (TypeError, ValueError):  # not five numbers: the general path raises as it would
+            fields = None
+        bar = tuple(fields.tolist()) if fields is not None and fields.shape == (5,) else None
+        ts = int(ts_ms)
+        if (
+            row is None
+            or bar is None
+            or not consistent(*bar)
+            or self._last_ts.item(row) >= ts
+        ):  # a newcomer, a defect, a duplicate or a late bar: the general path sorts it out
+            frame = self.update(ts, np.array([symbol], dtype=str), [open], [high], [low], [close], [volume])
+            return frame.values[0]
+        self._by_code[ACCEPTED] += 1
+        return self._apply_one(ts, row, bar)
 
     def cross_section(self, ts_ms: int) -> FeatureFrame:
         """Features of every symbol whose latest applied bar is at ``ts_ms``,
@@ -119,9 +161,9 @@ class FeatureEngine:
         order = np.argsort(symbols, kind="stable")
         members, symbols = members[order], symbols[order]
         values = np.empty((len(self.feature_names), len(members)))
-        values[: self._n_symbol_features] = self._latest[:, members]
+        values[: self._n_symbol_features] = self._latest.take(members, axis=1)
         if self._alphas:
-            values[self._n_symbol_features :] = combine(self._alphas, self._latest_inputs[:, members])
+            values[self._n_symbol_features :] = combine(self._alphas, self._latest_inputs.take(members, axis=1))
         return FeatureFrame(ts, symbols, values.T, self.feature_names, np.zeros(len(members), dtype=np.int8))
 
     def _check_order(self, ts: int, rows: np.ndarray, distinct: bool, codes: np.ndarray) -> None:
@@ -139,71 +181,90 @@ class FeatureEngine:
             later[first] = False
             codes[candidates[later]] = DUPLICATE_TS
 
-    def _apply(self, ts: int, symbols: np.ndarray, rows: np.ndarray, bars: Bars, codes: np.ndarray) -> FeatureFrame:
-        self._by_code += np.bincount(codes, minlength=len(REASONS))
-        ok = codes == 0
-        all_ok = bool(ok.all())
-        applied = Rows.of(rows if all_ok else rows[ok])
-        if not all_ok:
-            bars = bars.take(ok)
-        n_features = len(self.feature_names)
-        values = np.empty((n_features, applied.size))
-        if applied.size:
-            sel = applied.sel
-            with np.errstate(all="ignore"):
-                for kernel, columns in self._kernels:
-                    kernel._update(applied, bars, values[columns])
-                if self._alpha_inputs is not None:
-                    inputs = np.empty((self._n_inputs, applied.size))
-                    self._alpha_inputs._update(applied, bars, inputs)
-                    self._latest_inputs[:, sel] = inputs
-            self._count_gaps(ts, applied)
-            self._last_ts[sel] = ts
-            self._bars_seen[sel] += 1
-            self._latest[:, sel] = values[: self._n_symbol_features]
-            if self._alphas:
-                values[self._n_symbol_features :] = self._ranked_alphas(ts, applied)
-        if not all_ok:
-            full = np.full((n_features, len(rows)), np.nan)
-            full[:, ok] = values
-            values = full
-        return FeatureFrame(ts, symbols, values.T, self.feature_names, codes)
+    def _apply(self, ts: int, rows: Rows, bars: Bars) -> np.ndarray:
+        """Apply bars that all may update state; their features [F, k]."""
+        if rows.size == 1:
+            return self._apply_one(ts, int(rows.index[0]), tuple(float(field[0]) for field in bars))[:, None]
+        values = np.empty((len(self.feature_names), rows.size))
+        if not rows.size:
+            return values
+        sel = rows.sel
+        step = Step(rows, self._bars_seen[sel])  # kernels count bars as the engine does
+        with np.errstate(all="ignore"):
+            for kernel, columns in self._kernels:
+                kernel._update(step, bars, values[columns])
+            if self._alpha_inputs is not None:
+                inputs = rows.pick(self._latest_inputs)
+                self._alpha_inputs._update(step, bars, inputs)
+                rows.put_back(self._latest_inputs, inputs)
+        self._count_gaps(ts, rows)
+        self._last_ts[sel] = ts
+        self._bars_seen[sel] += 1
+        rows.assign(self._latest, values[: self._n_symbol_features])
+        if self._alphas:
+            values[self._n_symbol_features :] = self._ranked_alphas(ts, rows)
+        return values
+
+    def _apply_one(self, ts: int, row: int, bar: tuple[float, ...]) -> np.ndarray:
+        """:meth:`_apply` of one bar, through the kernels' one-row path; its features [F]."""
+        seen = self._bars_seen.item(row)
+        values = []
+        for kernel, _ in self._kernels:
+            values += kernel._update_one(row, seen, bar)
+        if self._alpha_inputs is not None:
+            inputs = self._alpha_inputs._update_one(row, seen, bar)
+            self._latest_inputs[:, row] = inputs
+        if self._is_newest(ts):
+            previous = self._last_ordinal.item(row)
+            if 0 <= previous < self._bar_ordinal - 1:
+                self._gaps += 1
+            self._last_ordinal[row] = self._bar_ordinal
+        self._last_ts[row] = ts
+        self._bars_seen[row] = seen + 1
+        self._latest[:, row] = values
+        if self._alphas:
+            n = self._registry.n_rows
+            values += combine_one(self._alphas, inputs, self._latest_inputs[:, :n][:, self._last_ts[:n] == ts])
+        return np.array(values)
 
     def _ranked_alphas(self, ts: int, applied: Rows) -> np.ndarray:
-        members = np.flatnonzero(self._last_ts[: self._registry.n_rows] == ts)
-        if len(members) == applied.size and np.array_equal(members, applied.index):
-            return combine(self._alphas, self._latest_inputs[:, applied.sel])
+        at_ts = self._last_ts[: self._registry.n_rows] == ts
+        if np.count_nonzero(at_ts) == applied.size:  # this call holds the whole bar time so far
+            return combine(self._alphas, applied.pick(self._latest_inputs))
+        members = Rows.of(np.flatnonzero(at_ts))
         alphas = np.empty((len(self._alphas), self._capacity))
-        alphas[:, members] = combine(self._alphas, self._latest_inputs[:, members])
-        return alphas[:, applied.index]
+        members.assign(alphas, combine(self._alphas, members.pick(self._latest_inputs)))
+        return alphas.take(applied.index, axis=1)
 
-    def _count_gaps(self, ts: int, applied: Rows) -> None:
-        """A gap: a symbol's bar after it missed one or more newest bar times."""
+    def _is_newest(self, ts: int) -> bool:
+        """Whether ``ts`` is the newest bar time (counting a new one)."""
         if ts > self._newest_ts:
             self._newest_ts = ts
             self._bar_ordinal += 1
-        if ts == self._newest_ts:
+        return ts == self._newest_ts
+
+    def _count_gaps(self, ts: int, applied: Rows) -> None:
+        """A gap: a symbol's bar after it missed one or more newest bar times."""
+        if self._is_newest(ts):
             previous = self._last_ordinal[applied.sel]
-            self._gaps += int(np.count_nonzero((previous >= 0) & (previous < self._bar_ordinal - 1)))
+            if previous.min() < self._bar_ordinal - 1:
+                self._gaps += int(np.count_nonzero((previous >= 0) & (previous < self._bar_ordinal - 1)))
             self._last_ordinal[applied.sel] = self._bar_ordinal
 
     # ------------------------------------------------------------ symbols
 
-    def _rows_of(self, symbols: np.ndarray) -> tuple[np.ndarray, bool]:
+    def _rows_of(self, symbols: np.ndarray) -> tuple[Rows, bool]:
+        key = (symbols.dtype, symbols.tobytes())  # same symbols as the last call: same rows
         cache = self._cache
-        if (
-            cache is not None
-            and cache[0] == self._registry.version
-            and len(cache[1]) == len(symbols)
-            and np.array_equal(cache[1], symbols)
-        ):
+        if cache is not None and cache[0] == self._registry.version and cache[1] == key:
             return cache[2], cache[3]
-        rows, joined = self._registry.lookup(symbols)
+        index, joined = self._registry.lookup(symbols)
         if joined:
             self._joined += len(joined)
             self._grow(self._registry.n_rows)
-        distinct = len(np.unique(rows)) == len(rows)
-        self._cache = (self._registry.version, symbols.copy(), rows, distinct)
+        distinct = len(np.unique(index)) == len(index)
+        rows = Rows.of(index)
+        self._cache = (self._registry.version, key, rows, distinct)
         return rows, distinct
 
     def register(self, symbols: Sequence[str] | np.ndarray) -> None:
@@ -318,6 +379,8 @@ class FeatureEngine:
                 raise snapshot.SnapshotError("snapshot holds another set of state machines")
             for kernel, kernel_state in zip(kernels, state["kernels"]):
                 kernel.restore(kernel_state)
+                if not np.array_equal(kernel.bars_seen[:n], fresh._bars_seen[:n]):
+                    raise snapshot.SnapshotError(f"snapshot's {kernel.kind} state counts other bars than its engine")
         except (KeyError, ValueError) as exc:
             raise snapshot.SnapshotError(f"damaged feature engine snapshot: {exc}") from None
         fresh._bar_ordinal = int(state["bar_ordinal"])

@@ -10,12 +10,21 @@ cross-section. Like River's detectors, it has one verb and a few reads:
 * ``reset(rows=None)`` forgets; ``state()`` / ``restore()`` round-trip the
   whole state as plain data (see :mod:`.codec`), no pickle.
 
-Subclasses declare their arrays in ``_declare`` and implement ``_update``;
-everything else (growth, reset, snapshot) is generic here.
+Subclasses declare their arrays in ``_declare`` and implement ``_update``,
+which gets a :class:`Step` (the rows and their bar counts); everything else
+(growth, reset, snapshot) is generic here. ``_update`` updates the state in
+place (on views of contiguous rows: no gather, no scatter) and takes its
+warm-up branches only while some row of the step still needs them.
+
+One row at a time (a single bar), array calls would cost far more than
+the arithmetic, so subclasses also implement ``_update_one``: the same
+operations in the same order on Python floats, which are IEEE doubles like
+numpy's, hence the same bits (the contract tests compare the two paths).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,10 +34,105 @@ from stream.features.codec import decode_array, encode_array
 from stream.features.rows import Rows
 
 ArraySpec = tuple[type, tuple[int, ...], Any]  # dtype, leading shape, fill value
+Bar = tuple[float, float, float, float, float]  # open, high, low, close, volume
+
+
+# The one-row paths (``_update_one``) divide and take maxima of Python floats
+# as numpy does elementwise, so that bad input gives the same NaN and inf on
+# both paths rather than an exception on one.
+
+
+def divide(a: float, b: float) -> float:
+    """``a / b`` with numpy's IEEE result where Python raises (``b`` zero):
+    NaN for 0/0 and NaN/0, a signed infinity otherwise."""
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a == 0.0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if either is (``max`` would not)."""
+    return a if a >= b or a != a else b
 
 
 class KernelStateError(ValueError):
     """A state dict does not belong to this kernel (kind or parameters differ)."""
+
+
+def widened(values: np.ndarray, n: int) -> np.ndarray:
+    """``values`` [k] repeated as a new [n, k] array. An elementwise op of
+    two [n, k] arrays runs numpy's contiguous fast loop; one that broadcasts a
+    [k] or [n, 1] operand costs about a microsecond more per call, which adds
+    up over the ~100 such ops of a cross-section of a few hundred rows."""
+    wide = np.empty((n, len(values)))
+    wide[...] = values
+    return wide
+
+
+class PerPeriod:
+    """A per-period constant: ``column`` [L, 1], and :meth:`wide` [L, k] for
+    the row count asked for last (see :func:`widened`). Never modify either."""
+
+    __slots__ = ("column", "_wide")
+
+    def __init__(self, values):
+        self.column = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+        self._wide = self.column
+
+    def wide(self, k: int) -> np.ndarray:
+        if self._wide.shape[1] != k:
+            self._wide = np.repeat(self.column, k, axis=1)
+        return self._wide
+
+
+class Step:
+    """One update as a kernel sees it: its rows and how many bars each had
+    seen before this one (``seen`` [k], not to be modified).
+
+    The engine builds one per call for all its kernels, whose bar counts
+    equal its own. ``least`` and ``most`` let a kernel choose its branches
+    with integer comparisons: past its warm-up when ``least`` is, and
+    ``aligned`` when every row is at the same bar count (a universe that
+    started together and missed no bar), so a ring slot is one index for all
+    rows and ring reads are slices rather than gathers (see :mod:`.window`).
+    """
+
+    __slots__ = ("rows", "seen", "least", "most", "_ring_bases", "_wide")
+
+    def __init__(self, rows: Rows, seen: np.ndarray, least: int | None = None, most: int | None = None):
+        self.rows = rows
+        self.seen = seen
+        if least is None:
+            least, most = (int(seen[0]),) * 2 if len(seen) == 1 else (int(seen.min()), int(seen.max()))
+        self.least, self.most = least, most
+        self._ring_bases: dict[tuple[int, int], np.ndarray] = {}
+        self._wide: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def aligned(self) -> bool:
+        return self.least == self.most
+
+    def wide(self, field: np.ndarray, n: int) -> np.ndarray:
+        """A bar field [k] repeated as [n, k], made once per step (see
+        :func:`widened`); ``field`` must outlive the step (a ``Bars`` field)."""
+        key = (id(field), n)
+        wide = self._wide.get(key)
+        if wide is None:
+            wide = self._wide[key] = widened(field, n)
+        return wide
+
+    def ring_base(self, ring_bars: int, capacity: int) -> np.ndarray:
+        """Flat position [k] of each row's current slot (bar ``seen``) in a
+        ``[ring_bars, capacity]`` ring; computed once per ring shape."""
+        key = (ring_bars, capacity)
+        base = self._ring_bases.get(key)
+        if base is None:
+            base = (self.seen % ring_bars) * capacity + self.rows.index
+            self._ring_bases[key] = base
+        return base
 
 
 class Kernel:
@@ -54,7 +158,14 @@ class Kernel:
         """The constructor's parameters, as plain data."""
         raise NotImplementedError
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        """Apply the bars to ``step.rows`` (at least one row), write the
+        outputs into ``out`` [n_outputs, k] and count the bar in ``bars_seen``."""
+        raise NotImplementedError
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        """:meth:`_update` for one row that has seen ``seen`` bars: returns
+        the outputs [n_outputs]."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ protocol
@@ -73,9 +184,13 @@ class Kernel:
         rows = Rows.of(rows)
         if out is None:
             out = np.empty((self.n_outputs, rows.size))
-        if rows.size:
+        if rows.size == 1:
+            row = int(rows.index[0])
             with np.errstate(all="ignore"):
-                self._update(rows, bars, out)
+                out[:, 0] = self._update_one(row, self.bars_seen.item(row), tuple(float(field[0]) for field in bars))
+        elif rows.size:
+            with np.errstate(all="ignore"):
+                self._update(Step(rows, self.bars_seen[rows.sel].copy()), bars, out)
         return out
 
     @property
@@ -132,9 +247,3 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params()}, capacity={self._capacity})"
-
-
-def steady(seen: np.ndarray, warmup: int) -> bool:
-    """Every row has seen at least ``warmup`` bars before this one: the
-    warm-up branches can be skipped (the common case, and the fast one)."""
-    return bool(seen.min() >= warmup)

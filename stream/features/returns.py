@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.rows import Rows
+from stream.features.kernel import Bar, Kernel, Step, divide
+from stream.features.window import ring_read, ring_write
 
 
 class Return(Kernel):
@@ -18,7 +20,7 @@ class Return(Kernel):
         self.periods = tuple(int(p) for p in periods)
         self.output_names = tuple(f"ret_{p}" for p in self.periods)
         self.warmup_bars = tuple(p + 1 for p in self.periods)
-        self._period = np.asarray(self.periods, dtype=np.int64)[:, None]
+        self._bars_back = np.asarray(self.periods, dtype=np.int64)
         self._ring_bars = max(self.periods)
         super().__init__(capacity)
 
@@ -28,17 +30,21 @@ class Return(Kernel):
     def _declare(self):
         return {"bars_seen": (np.int64, (), 0), "closes": (np.float64, (self._ring_bars,), np.nan)}
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
         close = bars.close
-        seen = self.bars_seen[sel]
-        ring = self._ring_bars
-        flat = self.closes.reshape(-1)
-        back = seen[None, :] - self._period  # bar index of the close p bars ago
-        then = flat.take((back % ring) * self._capacity + rows.index)
-        np.divide(close, then, out=out)
+        np.divide(step.wide(close, len(self.periods)), ring_read(self.closes, step, self._bars_back), out=out)
         out -= 1.0
-        if seen.min() < self._period.max():
-            out[back < 0] = np.nan
-        flat[(seen % ring) * self._capacity + rows.index] = close
-        self.bars_seen[sel] = seen + 1
+        if step.least < self._ring_bars:
+            out[step.seen[None, :] < self._bars_back[:, None]] = np.nan
+        ring_write(self.closes, step, close)
+        self.bars_seen[step.rows.sel] += 1
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        close = bar[3]
+        ring = self._ring_bars
+        out = [
+            math.nan if seen < p else divide(close, self.closes.item((seen - p) % ring, row)) - 1.0 for p in self.periods
+        ]
+        self.closes[seen % ring, row] = close
+        self.bars_seen[row] = seen + 1
+        return out

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.rows import Rows
+from stream.features.kernel import Bar, Kernel, Step, maximum
 from stream.features.wilder import WilderCoefficients
 
 # TA-Lib's TA_IS_ZERO: average gain + loss this small gives RSI 0, not 0/0.
@@ -40,26 +41,46 @@ class RSI(Kernel):
             "avg_loss": (np.float64, n, 0.0),
         }
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        rows = step.rows
         close = bars.close
-        seen = self.bars_seen[sel]
-        change = close - self.prev_close[sel]
-        keep, inverse = self._wilder(seen)
-        warming = keep is not self._wilder.period_minus_1
-        if warming:
-            change[seen == 0] = 0.0  # a first bar has no change
+        change = close - self.prev_close[rows.sel]
+        keep, inverse = self._wilder(step)
+        if step.least == 0:
+            change[step.seen == 0] = 0.0  # a first bar has no change
         gain = np.maximum(change, 0.0)
-        loss = gain - change  # -change where the close fell, else 0: exact
-        avg_gain = (self.avg_gain[:, sel] * keep + gain) * inverse
-        avg_loss = (self.avg_loss[:, sel] * keep + loss) * inverse
+        loss = np.subtract(gain, change, out=change)  # -change where the close fell, else 0: exact
+        avg_gain, avg_loss = rows.pick(self.avg_gain), rows.pick(self.avg_loss)
+        for average, x in ((avg_gain, gain), (avg_loss, loss)):
+            average *= keep
+            average += x
+            average *= inverse
         total = avg_gain + avg_loss
         np.divide(avg_gain, total, out=out)
         out *= 100.0
-        out[total < TA_ZERO] = 0.0
-        if warming:
-            out[seen[None, :] < self._wilder.period] = np.nan
-        self.avg_gain[:, sel] = avg_gain
-        self.avg_loss[:, sel] = avg_loss
-        self.prev_close[sel] = close
-        self.bars_seen[sel] = seen + 1
+        if not total.min() >= TA_ZERO:
+            out[total < TA_ZERO] = 0.0
+        if step.least < self._wilder.max_period:
+            out[step.seen[None, :] < self._wilder.period] = np.nan
+        rows.put_back(self.avg_gain, avg_gain)
+        rows.put_back(self.avg_loss, avg_loss)
+        self.prev_close[rows.sel] = close
+        self.bars_seen[rows.sel] += 1
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        close = bar[3]
+        change = close - self.prev_close.item(row) if seen else 0.0
+        gain = maximum(change, 0.0)
+        loss = gain - change
+        gains, losses = self.avg_gain[:, row].tolist(), self.avg_loss[:, row].tolist()
+        out = []
+        for i, (period, keep, inverse) in enumerate(self._wilder.one(seen)):
+            gains[i] = avg_gain = (gains[i] * keep + gain) * inverse
+            losses[i] = avg_loss = (losses[i] * keep + loss) * inverse
+            total = avg_gain + avg_loss
+            out.append(math.nan if seen < period else 0.0 if total < TA_ZERO else avg_gain / total * 100.0)
+        self.avg_gain[:, row] = gains
+        self.avg_loss[:, row] = losses
+        self.prev_close[row] = close
+        self.bars_seen[row] = seen + 1
+        return out

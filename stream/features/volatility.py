@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.rows import Rows
-from stream.features.window import COLLAPSE, exact_moments, last_values, recompute_cadence, slide_moments
+from stream.features.kernel import Bar, Kernel, PerPeriod, Step, divide, maximum, widened
+from stream.features.window import (
+    COLLAPSE,
+    exact_moments,
+    recompute_cadence,
+    ring_column,
+    ring_read,
+    ring_window,
+    ring_write,
+    rows_to_rebuild,
+    slide_moments,
+    slide_moments_in_place,
+)
 
 
 class Volatility(Kernel):
@@ -28,9 +40,10 @@ class Volatility(Kernel):
         self.periods = tuple(int(p) for p in periods)
         self.output_names = tuple(f"vol_{p}" for p in self.periods)
         self.warmup_bars = tuple(p + 1 for p in self.periods)
-        self._period = np.asarray(self.periods, dtype=np.int64)[:, None]
-        self._period_f = self._period.astype(np.float64)
-        self._ddof_scale = self._period_f - 1.0
+        self._bars_back = np.asarray(self.periods, dtype=np.int64)  # the return leaving the window
+        self._period = self._bars_back[:, None]
+        self._period_f = PerPeriod(self.periods)
+        self._ddof_scale = PerPeriod([p - 1.0 for p in self.periods])
         self._cadence = tuple(recompute_cadence(p) for p in self.periods)
         self._ring_bars = max(self.periods)
         super().__init__(capacity)
@@ -49,43 +62,82 @@ class Volatility(Kernel):
             "returns": (np.float64, (self._ring_bars,), np.nan),  # return of bar j in slot j % ring
         }
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        self.advance(step, bars, out)
+
+    def advance(self, step: Step, bars: Bars, out: np.ndarray) -> np.ndarray:
+        """:meth:`_update`, returning the bar's return [k] (NaN on a first bar)."""
+        rows = step.rows
         close = bars.close
-        seen = self.bars_seen[sel]  # also the number of returns once this bar's is in
-        ring = self._ring_bars
-        flat = self.returns.reshape(-1)
-        ret = close / self.prev_close[sel] - 1.0
-        mean = self.mean[:, sel]
-        m2 = self.m2[:, sel]
-        back = seen[None, :] - self._period  # the return leaving the window
-        leaving = flat.take((back % ring) * self._capacity + rows.index)
-        warming = bool(seen.min() <= self._period.max())
+        ret = close / self.prev_close[rows.sel]
+        ret -= 1.0
+        leaving = ring_read(self.returns, step, self._bars_back)
+        mean, m2, m2_peak = rows.pick(self.mean), rows.pick(self.m2), rows.pick(self.m2_peak)
+        # ``seen`` is also the number of returns once this bar's is in.
+        warming = step.least <= self._ring_bars
         if warming:
-            new_mean, new_m2 = slide_moments(
-                mean, m2, ret, leaving, self._period_f, count=seen.astype(np.float64), filling=back <= 0
+            back = step.seen[None, :] - self._period
+            mean[...], m2[...] = slide_moments(
+                mean, m2, ret, leaving, self._period_f.column, count=step.seen.astype(np.float64), filling=back <= 0
             )
-            first = seen == 0  # no return yet
-            new_mean[:, first] = 0.0
-            new_m2[:, first] = 0.0
+            if step.least == 0:
+                first = step.seen == 0  # no return yet
+                mean[:, first] = 0.0
+                m2[:, first] = 0.0
         else:
-            new_mean, new_m2 = slide_moments(mean, m2, ret, leaving, self._period_f)
-        m2_peak = np.maximum(self.m2_peak[:, sel], new_m2)
-        inexact = new_m2 < COLLAPSE * m2_peak
-        flat[(seen % ring) * self._capacity + rows.index] = ret
+            slide_moments_in_place(mean, m2, widened(ret, len(self.periods)), leaving, self._period_f.wide(rows.size))
+        np.maximum(m2_peak, m2, out=m2_peak)
+        inexact = m2 < COLLAPSE * m2_peak
+        inexact_periods = inexact.any(axis=1).tolist()
+        ring_write(self.returns, step, ret)
         for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
-            rebuild = ((seen % cadence == 0) | inexact[i]) & (seen >= period)
-            if rebuild.any():
-                window = last_values(self.returns, rows.index[rebuild], seen[rebuild] + 1, period)
-                new_mean[i, rebuild], new_m2[i, rebuild] = exact_moments(window)
-                m2_peak[i, rebuild] = new_m2[i, rebuild]
-        np.maximum(new_m2, 0.0, out=out)
-        out /= self._ddof_scale
+            rebuild = rows_to_rebuild(step, 0, period, cadence, inexact[i] if inexact_periods[i] else None)
+            if rebuild is not None:
+                mean[i, rebuild], m2[i, rebuild] = exact_moments(ring_window(self.returns, step, period, rebuild))
+                m2_peak[i, rebuild] = m2[i, rebuild]
+        np.maximum(m2, 0.0, out=out)
+        out /= self._ddof_scale.wide(rows.size)
         np.sqrt(out, out=out)
         if warming:
             out[back < 0] = np.nan
-        self.mean[:, sel] = new_mean
-        self.m2[:, sel] = new_m2
-        self.m2_peak[:, sel] = m2_peak
-        self.prev_close[sel] = close
-        self.bars_seen[sel] = seen + 1
+        if not rows.contiguous:  # the picks were copies
+            for name, picked in (("mean", mean), ("m2", m2), ("m2_peak", m2_peak)):
+                rows.put_back(getattr(self, name), picked)
+        self.prev_close[rows.sel] = close
+        self.bars_seen[rows.sel] += 1
+        return ret
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        return self.advance_one(row, seen, bar[3])[1]
+
+    def advance_one(self, row: int, seen: int, close: float) -> tuple[float, list[float]]:
+        """:meth:`_update_one`, also returning the bar's return."""
+        ret = divide(close, self.prev_close.item(row)) - 1.0  # NaN on a first bar
+        ring = self._ring_bars
+        leaving = [self.returns.item((seen - p) % ring, row) for p in self.periods]
+        means, m2s, peaks = self.mean[:, row].tolist(), self.m2[:, row].tolist(), self.m2_peak[:, row].tolist()
+        self.returns[seen % ring, row] = ret
+        out = []
+        for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
+            mean, m2 = means[i], m2s[i]
+            if seen == 0:  # no return yet
+                mean = m2 = 0.0
+            elif seen <= period:  # Welford's add while the window fills
+                delta = ret - mean
+                mean = mean + delta / seen
+                m2 = m2 + delta * (ret - mean)
+            else:
+                change = ret - leaving[i]
+                slid = mean + change / period
+                m2 = m2 + change * ((ret - slid) + (leaving[i] - mean))
+                mean = slid
+            peak = maximum(peaks[i], m2)
+            if (seen % cadence == 0 or m2 < COLLAPSE * peak) and seen >= period:
+                mean, m2 = (x.item() for x in exact_moments(ring_column(self.returns, row, seen, period)))
+                peak = m2
+            out.append(math.nan if seen < period else math.sqrt(maximum(m2, 0.0) / (period - 1.0)))
+            means[i], m2s[i], peaks[i] = mean, m2, peak
+        self.mean[:, row], self.m2[:, row], self.m2_peak[:, row] = means, m2s, peaks
+        self.prev_close[row] = close
+        self.bars_seen[row] = seen + 1
+        return ret, out

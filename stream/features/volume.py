@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Kernel
-from stream.features.rows import Rows
-from stream.features.window import last_values, recompute_cadence
+from stream.features.kernel import Bar, Kernel, PerPeriod, Step, divide
+from stream.features.window import (
+    recompute_cadence,
+    ring_column,
+    ring_read,
+    ring_window,
+    ring_write,
+    rows_to_rebuild,
+    window_sum,
+)
 
 
 class VolumeRatio(Kernel):
@@ -26,8 +35,9 @@ class VolumeRatio(Kernel):
         self.periods = tuple(int(p) for p in periods)
         self.output_names = tuple(f"volume_ratio_{p}" for p in self.periods)
         self.warmup_bars = self.periods
-        self._period = np.asarray(self.periods, dtype=np.int64)[:, None]
-        self._period_f = self._period.astype(np.float64)
+        self._bars_back = np.asarray(self.periods, dtype=np.int64)
+        self._period = self._bars_back[:, None]
+        self._period_f = PerPeriod(self.periods)
         self._cadence = tuple(recompute_cadence(p) for p in self.periods)
         self._ring_bars = max(self.periods)
         super().__init__(capacity)
@@ -44,31 +54,54 @@ class VolumeRatio(Kernel):
             "volumes": (np.float64, (self._ring_bars,), np.nan),
         }
 
-    def _update(self, rows: Rows, bars: Bars, out: np.ndarray) -> None:
-        sel = rows.sel
-        volume = bars.volume
-        seen = self.bars_seen[sel]
-        ring = self._ring_bars
-        flat = self.volumes.reshape(-1)
-        back = seen[None, :] - self._period  # the volume leaving the window
-        leaving = flat.take((back % ring) * self._capacity + rows.index)
-        warming = bool(seen.min() < self._period.max())
+    def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
+        rows = step.rows
+        volume = step.wide(bars.volume, len(self.periods))
+        leaving = ring_read(self.volumes, step, self._bars_back)  # the volume leaving the window
+        warming = step.least < self._ring_bars
         if warming:
-            leaving[back < 0] = 0.0
-        total = self.sum[:, sel] + volume - leaving
-        nonzero = self.nonzero[:, sel] + (volume != 0.0) - (leaving != 0.0)
-        flat[(seen % ring) * self._capacity + rows.index] = volume
-        seen_after = seen + 1
+            leaving[step.seen[None, :] < self._period] = 0.0
+        total, nonzero = rows.pick(self.sum), rows.pick(self.nonzero)
+        total += volume
+        total -= leaving
+        nonzero += volume != 0.0
+        nonzero -= leaving != 0.0
+        ring_write(self.volumes, step, bars.volume)
         for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
-            rebuild = (seen_after % cadence == 0) & (seen_after >= period)
-            if rebuild.any():
-                window = last_values(self.volumes, rows.index[rebuild], seen_after[rebuild], period)
-                total[i, rebuild] = window.sum(axis=1)
-                nonzero[i, rebuild] = np.count_nonzero(window, axis=1)
-        np.divide(volume, total / self._period_f, out=out)
-        out[nonzero == 0] = np.nan
+            rebuild = rows_to_rebuild(step, 1, period, cadence)
+            if rebuild is not None:
+                window = ring_window(self.volumes, step, period, rebuild)
+                total[i, rebuild] = window_sum(window)
+                nonzero[i, rebuild] = np.count_nonzero(window, axis=0)
+        np.divide(volume, total / self._period_f.wide(rows.size), out=out)
+        if nonzero.min() == 0:
+            out[nonzero == 0] = np.nan
         if warming:
-            out[seen[None, :] < self._period - 1] = np.nan
-        self.sum[:, sel] = total
-        self.nonzero[:, sel] = nonzero
-        self.bars_seen[sel] = seen_after
+            out[step.seen[None, :] < self._period - 1] = np.nan
+        rows.put_back(self.sum, total)
+        rows.put_back(self.nonzero, nonzero)
+        self.bars_seen[rows.sel] += 1
+
+    def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
+        volume = bar[4]
+        ring = self._ring_bars
+        leaving = [0.0 if seen < p else self.volumes.item((seen - p) % ring, row) for p in self.periods]
+        sums, nonzero = self.sum[:, row].tolist(), self.nonzero[:, row].tolist()
+        self.volumes[seen % ring, row] = volume
+        seen_after = seen + 1
+        out = []
+        for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
+            sums[i] = sums[i] + volume - leaving[i]
+            nonzero[i] = nonzero[i] + (volume != 0.0) - (leaving[i] != 0.0)
+            if seen_after % cadence == 0 and seen_after >= period:
+                window = ring_column(self.volumes, row, seen, period)
+                sums[i] = window_sum(window).item()
+                nonzero[i] = int(np.count_nonzero(window))
+            if nonzero[i] == 0 or seen < period - 1:
+                out.append(math.nan)
+            else:
+                out.append(divide(volume, sums[i] / period))
+        self.sum[:, row] = sums
+        self.nonzero[:, row] = nonzero
+        self.bars_seen[row] = seen + 1
+        return out

@@ -21,20 +21,36 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream.features.kernel import PerPeriod
+
 
 class WilderCoefficients:
     """``keep`` and ``inverse`` [L, k] (or broadcastable) for periods ``p`` [L]."""
 
     def __init__(self, periods: tuple[int, ...]):
         self.period = np.asarray(periods, dtype=np.float64)[:, None]
-        self.period_minus_1 = self.period - 1.0
-        self.inverse_period = 1.0 / self.period
+        self.period_minus_1 = PerPeriod(self.period - 1.0)
+        self.inverse_period = PerPeriod(1.0 / self.period)
         self.max_period = max(periods)
+        self._periods = tuple(int(p) for p in periods)
+        self._steady_one = tuple((p, p - 1.0, 1.0 / p) for p in self._periods)
 
-    def __call__(self, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if seen.min() > self.max_period:
-            return self.period_minus_1, self.inverse_period
-        s = seen[None, :]
-        keep = np.where(s > self.period, self.period_minus_1, 1.0)
-        inverse = np.where(s >= self.period, self.inverse_period, 1.0)
+    def steady(self, step) -> bool:
+        return step.least > self.max_period
+
+    def __call__(self, step) -> tuple[np.ndarray, np.ndarray]:
+        """[L, k] for the rows of a :class:`~.kernel.Step` (constants once
+        every row is past its seed, ``steady``)."""
+        if self.steady(step):
+            k = step.rows.size
+            return self.period_minus_1.wide(k), self.inverse_period.wide(k)
+        s = step.seen[None, :]
+        keep = np.where(s > self.period, self.period_minus_1.column, 1.0)
+        inverse = np.where(s >= self.period, self.inverse_period.column, 1.0)
         return keep, inverse
+
+    def one(self, seen: int) -> tuple[tuple[int, float, float], ...]:
+        """(period, keep, inverse) of each period for one row, as Python floats."""
+        if seen > self.max_period:
+            return self._steady_one
+        return tuple((p, p - 1.0 if seen > p else 1.0, 1.0 / p if seen >= p else 1.0) for p in self._periods)

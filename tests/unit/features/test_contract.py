@@ -1,6 +1,7 @@
 """The contract every feature state machine keeps (as River's shared checks):
 NaN until ready, reset equals fresh, snapshot round-trip, inputs not mutated,
-growth keeps state, rows independent of each other."""
+growth keeps state, rows independent of each other, and the one-row path
+equal to the cross-section path bit for bit."""
 
 from __future__ import annotations
 
@@ -142,6 +143,47 @@ def test_rows_are_independent_and_order_free(make):
         for position, row in enumerate(permuted):
             single = alone.update([row], bar.take([row]))
             assert np.array_equal(single[:, 0], joint[t, :, position], equal_nan=True)
+
+
+def test_rows_at_different_bar_counts_equal_rows_alone(make):
+    """Calls that mix rows which missed bars (each at its own bar count, so
+    ring slots and warm-up differ per row), contiguous or not, give what each
+    row gives alone through the one-row path."""
+    bars = random_bars(10)
+    rng = np.random.default_rng(10)
+    mixed, alone = make(), make()
+    mixed.grow(N_ROWS)
+    alone.grow(N_ROWS)
+    for t, bar in enumerate(bars):
+        present = np.flatnonzero(rng.uniform(size=N_ROWS) < 0.7)
+        if len(present) < 2:
+            continue
+        rows = rng.permutation(present) if t % 2 else present  # an index array, or a slice when contiguous
+        joint = mixed.update(rows, bar.take(rows))
+        for position, row in enumerate(rows):
+            single = alone.update([row], bar.take([row]))
+            assert np.array_equal(single[:, 0], joint[:, position], equal_nan=True), (t, row)
+
+
+def test_bad_input_gives_the_same_values_on_both_paths(make):
+    """The engine never applies a bad bar, but a kernel alone may get one: a
+    zero, NaN, inf or negative field then spoils the same outputs whether the
+    row came alone or in a cross-section (no exception on the one-row path)."""
+    rng = np.random.default_rng(12)
+    bars = []
+    for t, bar in enumerate(random_bars(12)):
+        fields = [field.copy() for field in bar]
+        if t % 7 == 3:
+            fields[rng.integers(0, 5)][rng.integers(0, N_ROWS)] = rng.choice([0.0, np.nan, np.inf, -1.0])
+        bars.append(Bars(*fields))
+    together, alone = make(), make()
+    together.grow(N_ROWS)
+    alone.grow(N_ROWS)
+    rows = np.array([4, 0, 5, 2, 1, 3])
+    for bar in bars:
+        joint = together.update(rows, bar.take(rows))
+        for position, row in enumerate(rows):
+            assert np.array_equal(alone.update([row], bar.take([row]))[:, 0], joint[:, position], equal_nan=True)
 
 
 def test_growing_keeps_state(make):

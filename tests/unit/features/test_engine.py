@@ -147,6 +147,30 @@ def test_snapshot_with_other_settings_is_refused(engine):
         other.restore(engine.state())
 
 
+def test_snapshot_whose_state_machines_count_other_bars_is_refused(engine):
+    from stream.features.codec import decode_array, encode_array
+
+    xs(engine, 1, ["A", "B"], [1.0, 2.0])
+    state = engine.state()
+    state["bars_seen"] = encode_array(decode_array(state["bars_seen"]) + 1)
+    with pytest.raises(SnapshotError, match="counts other bars"):
+        FeatureEngine.from_state(state)
+
+
+def test_one_bar_paths_agree(feature_settings):
+    """update_bar, a one-symbol update and a cross-section give the same values."""
+    closes = 10.0 + np.cumsum(np.random.default_rng(0).normal(0, 0.2, (80, 2)), axis=0)
+    by_bar, by_call, together = (FeatureEngine(feature_settings) for _ in range(3))
+    for t, (a, b) in enumerate(closes):
+        both = xs(together, t, ["A", "B"], [a, b]).values
+        one = [by_bar.update_bar(s, t, **bar(c)) for s, c in (("A", a), ("B", b))]
+        two = [xs(by_call, t, [s], [c]).values[0] for s, c in (("A", a), ("B", b))]
+        # Alphas rank over the symbols applied so far: A's over A alone, B's over both.
+        assert np.array_equal(one[1], both[1], equal_nan=True) and np.array_equal(two[1], both[1], equal_nan=True)
+        assert np.array_equal(one[0][:-3], both[0][:-3], equal_nan=True)
+        assert np.array_equal(one[0], two[0], equal_nan=True)
+
+
 def test_snapshot_is_plain_json(engine):
     xs(engine, 1, ["A", "B"], [1.0, 2.0])
     data = dumps(engine.state())
