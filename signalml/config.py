@@ -189,7 +189,12 @@ class ServingSettings(Section):
     barrier_timeout_s: float = Field(2.0, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8090, ge=1, le=65535)
-    warmup_bars: int = Field(80, ge=0)
+    warmup_bars: int = Field(80, ge=0, description="bar times processed before signals are emitted")
+    engine_id: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    consumer_group: str = Field("signalml-engine", min_length=1)
+    consume_batch: int = Field(500, ge=1)
+    commit_interval_s: float = Field(1.0, gt=0, description="longest time consumed bars stay uncommitted")
+    psi_window_bars: int = Field(20, ge=1)
 
 
 # ---------------------------------------------------------------- monitor

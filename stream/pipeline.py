@@ -1,0 +1,123 @@
+"""One closed cross-section → features → normalisation → sequences → member
+scores → ensemble → signals. The stateful parts (feature engine, sequence
+buffer) are owned here; scoring is a callable so the same pipeline serves the
+engine (Triton) and offline checks.
+
+The features a model sees are built exactly as training builds them: the
+feature engine's values of every symbol of the bar time, normalised across
+those symbols (:func:`stream.features.normalize.normalize_cross_section`),
+as float32; sequences are each symbol's last ``T`` such rows
+(:class:`~stream.sequence_buffer.SequenceBuffer`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from signalml.config import Settings
+from signalml.contracts import Signal
+from stream.barrier import CrossSection
+from stream.features import FeatureEngine, feature_names
+from stream.features.normalize import normalize_cross_section
+from stream.model_set import ModelSet
+from stream.sequence_buffer import SequenceBuffer
+from stream.signals import build_signals
+
+# (model set, tabular [N, F] float32, sequences [N, T, F] float32 | None) → {member: [N]}
+Scorer = Callable[[ModelSet, np.ndarray, "np.ndarray | None"], dict[str, np.ndarray]]
+
+SNAPSHOT_VERSION = 1
+
+
+def sequence_capacity(settings: Settings) -> int:
+    """Rows kept per symbol: the longest sequence an enabled model reads."""
+    lengths = [settings.features.sequence_length]
+    if settings.models.lstm.enabled:
+        lengths.append(settings.models.lstm.sequence_length)
+    if settings.models.tft.enabled:
+        lengths.append(settings.models.tft.sequence_length)
+    return max(lengths)
+
+
+@dataclass
+class Prepared:
+    """A cross-section's model inputs."""
+
+    ts: int
+    symbols: list[str]
+    features: np.ndarray  # float32 [N, F], normalised
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+
+class CrossSectionPipeline:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.names = list(feature_names(settings.features))
+        self.features = FeatureEngine(settings.features)
+        self.sequences = SequenceBuffer(sequence_capacity(settings), len(self.names))
+        self.bar_times = 0
+
+    # ---------------------------------------------------------------- steps
+
+    def prepare(self, xs: CrossSection) -> Prepared:
+        """Update the state with the bars of ``xs`` and build the inputs."""
+        started = time.perf_counter()
+        bars = xs.bars
+        symbols = [b.symbol for b in bars]
+        columns = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in bars], dtype=np.float64).T
+        frame = self.features.update(xs.ts, np.array(symbols, dtype=str), *columns)
+        after_features = time.perf_counter()
+        accepted = frame.accepted
+        if not accepted.all():  # the validator upstream makes this rare (e.g. a bar replayed twice)
+            symbols = [s for s, ok in zip(symbols, accepted) if ok]
+        values = frame.values[accepted]
+        f = self.settings.features
+        normalised = normalize_cross_section(values, f.normalization, f.clip_z).astype(np.float32)
+        self.sequences.update(symbols, normalised)
+        self.bar_times += 1
+        done = time.perf_counter()
+        return Prepared(xs.ts, symbols, normalised,
+                        {"features": after_features - started, "normalize": done - after_features})
+
+    def apply_late(self, bar) -> None:
+        """A late bar updates its symbol's features (not scored, not sequenced)."""
+        self.features.update_bar(bar.symbol, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+
+    def score(self, prepared: Prepared, model_set: ModelSet, scorer: Scorer) -> list[Signal]:
+        """Member scores through ``scorer``, the ensemble, the signals."""
+        sequences = None
+        if model_set.needs_sequences:
+            length = model_set.manifest.sequence_length
+            sequences = self.sequences.windows(prepared.symbols)[:, -length:, :]
+        started = time.perf_counter()
+        member_scores = scorer(model_set, prepared.features, sequences)
+        scored = time.perf_counter()
+        combined = model_set.combine(member_scores)
+        signals = build_signals(prepared.ts, prepared.symbols, combined, member_scores,
+                                model_set.id, model_set.manifest.horizon_bars)
+        prepared.stage_s.update({"inference": scored - started, "ensemble": time.perf_counter() - scored})
+        return signals
+
+    # ---------------------------------------------------------------- snapshot
+
+    def state(self) -> dict:
+        return {
+            "version": SNAPSHOT_VERSION,
+            "features": self.features.state(),
+            "sequences": self.sequences.state(),
+            "bar_times": self.bar_times,
+        }
+
+    def restore(self, state: dict) -> None:
+        if state.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unknown pipeline snapshot version {state.get('version')!r}")
+        self.features = FeatureEngine.from_state(state["features"])
+        sequences = SequenceBuffer.from_state(state["sequences"])
+        if (sequences.length, sequences.n_features) != (self.sequences.length, self.sequences.n_features):
+            raise ValueError("the snapshot's sequence buffer does not match the configuration")
+        self.sequences = sequences
+        self.bar_times = int(state["bar_times"])

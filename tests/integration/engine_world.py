@@ -1,0 +1,150 @@
+"""A private world for engine tests: its own topics on the real broker, its own
+Triton server on free ports, a small model set trained on a slice of the
+bundled data and published to that server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from signalml.config import Settings, load_settings
+from signalml.services.kafka import KafkaBroker
+from signalml.services.process import free_port
+from stream.bars_file import read_bars
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "data" / "sp500_daily_2015_2019.parquet"
+
+SMALL_MODELS = {
+    "lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
+    "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10},
+    "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
+}
+
+
+def world_overrides(tmp: Path, tag: str) -> dict:
+    topics = {
+        key: {"name": f"{base}.{tag}"}
+        for key, base in (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
+                          ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
+    }
+    return {
+        "paths": {"state_dir": str(tmp / "state")},
+        "triton": {"repository": str(tmp / "repo"), "http_port": free_port(), "grpc_port": free_port(),
+                   "metrics_port": free_port(), "venv": str(REPO / ".venv-triton")},
+        "kafka": {"topics": topics},
+        "models": SMALL_MODELS,
+        "training": {"train_period": 150, "test_period": 60, "retrain_frequency": 120, "gap_period": 5,
+                     "embargo_bars": 5},
+        "serving": {"warmup_bars": 30, "engine_id": f"e-{tag}", "consumer_group": f"g-{tag}",
+                    "http_port": free_port(), "barrier_timeout_s": 30.0},
+    }
+
+
+def variant(settings: Settings, **sections) -> Settings:
+    """``settings`` with some fields of some sections replaced."""
+    data = settings.model_dump(exclude={"root"})
+    for section, values in sections.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                data[section][key] = {**data[section][key], **value}
+            else:
+                data[section][key] = value
+    return Settings.model_validate({**data, "root": settings.root})
+
+
+def with_output(settings: Settings, tag: str, *, own_bars: bool = False) -> Settings:
+    """Same bars topic (unless ``own_bars``) and model sets; its own engine,
+    group and outputs."""
+    keys = ("signals", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
+    topics = {key: {"name": f"{getattr(settings.kafka.topics, key).name}.{tag}"} for key in keys}
+    for key in topics:
+        topics[key] = {**getattr(settings.kafka.topics, key).model_dump(), **topics[key]}
+    settings = variant(settings, serving={"engine_id": f"{settings.serving.engine_id}-{tag}",
+                                          "consumer_group": f"{settings.serving.consumer_group}-{tag}",
+                                          "http_port": free_port()})
+    data = settings.model_dump(exclude={"root"})
+    data["kafka"]["topics"].update(topics)
+    out = Settings.model_validate({**data, "root": settings.root})
+    KafkaBroker(out).ensure_topics()
+    return out
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a ``signalml`` subprocess use ``settings``."""
+    env = dict(os.environ)
+    flat = {
+        "SIGNALML__PATHS__STATE_DIR": settings.paths.state_dir,
+        "SIGNALML__TRITON__REPOSITORY": str(settings.triton_repository),
+        "SIGNALML__TRITON__GRPC_PORT": settings.triton.grpc_port,
+        "SIGNALML__TRITON__HTTP_PORT": settings.triton.http_port,
+        "SIGNALML__TRITON__METRICS_PORT": settings.triton.metrics_port,
+        "SIGNALML__SERVING__WARMUP_BARS": settings.serving.warmup_bars,
+        "SIGNALML__SERVING__ENGINE_ID": settings.serving.engine_id,
+        "SIGNALML__SERVING__CONSUMER_GROUP": settings.serving.consumer_group,
+        "SIGNALML__SERVING__HTTP_PORT": settings.serving.http_port,
+        "SIGNALML__SERVING__BARRIER_TIMEOUT_S": settings.serving.barrier_timeout_s,
+    }
+    for key, topic in settings.kafka.topics.all().items():
+        flat[f"SIGNALML__KAFKA__TOPICS__{key.upper()}__NAME"] = topic.name
+    for model, values in SMALL_MODELS.items():
+        for key, value in values.items():
+            flat[f"SIGNALML__MODELS__{model.upper()}__{key.upper()}"] = value
+    env.update({k: str(v) for k, v in flat.items()})
+    return env
+
+
+def engine_process(settings: Settings, log: Path, idle_exit_s: float = 4.0) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "signalml.cli", "serve", "--idle-exit", str(idle_exit_s)],
+        cwd=REPO, env=env_of(settings), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    )
+
+
+@dataclass
+class World:
+    settings: Settings
+    bars: pd.DataFrame
+    artifact: Path
+    manifest: object
+    triton: object
+
+
+def small_bars(n_symbols: int = 30, start: str = "2018-01-01") -> pd.DataFrame:
+    symbols = sorted(pd.read_parquet(DATA, columns=["symbol"])["symbol"].unique())[:n_symbols]
+    return read_bars(DATA, symbols=symbols, start=start)
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def signals_by_key(messages) -> dict[tuple[int, str], object]:
+    import msgspec
+
+    from signalml.contracts import Signal
+
+    out = {}
+    for message in messages:
+        signal = msgspec.json.decode(message.value(), type=Signal)
+        key = (signal.ts, signal.symbol)
+        assert key not in out, f"duplicate signal {key}"
+        out[key] = signal
+    return out
+
+
+def base_settings(tmp: Path, tag: str) -> Settings:
+    settings = load_settings(REPO / "signalml.yaml", overrides=world_overrides(tmp, tag))
+    KafkaBroker(settings).ensure_topics()
+    return settings
+
+
+def np_close(a, b, rtol, atol) -> bool:
+    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=rtol, atol=atol))
