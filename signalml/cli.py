@@ -101,6 +101,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from stream.bench_features import run
 
         result = run(settings.features)
+    elif args.target == "train":
+        from training import bench_train
+
+        result = bench_train(settings, args.bars or str(settings.path(settings.paths.data)),
+                             args.out or str(settings.path("artifacts/bench-train")), progress=not args.json)
     elif args.target == "inference":
         from models.bench_inference import run
 
@@ -108,6 +113,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     else:
         raise NotImplementedYet(f"signalml bench {args.target}: not implemented yet")
     print(json.dumps({"bench": args.target, **result}, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from training import run_training
+
+    metrics = run_training(settings, args.bars, args.out, progress=not args.quiet)
+    summary = {group: {name: {k: round(v, 4) for k, v in values.items() if k in ("rank_ic", "rank_icir")}
+                       for name, values in metrics.get(group, {}).items()}
+               for group in ("models", "ensembles", "baseline")}
+    print(json.dumps({"train": {"out": args.out, "report": f"{args.out}/report.html", **summary}}, indent=2))
     return 0
 
 
@@ -181,16 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_features)
 
     p = sub.add_parser("bench", help="benchmarks; print figures and ratios as JSON")
-    p.add_argument("target", choices=("replay", "features", "inference", "e2e", "api"))
+    p.add_argument("target", choices=("replay", "features", "train", "inference", "e2e", "api"))
     p.add_argument("--json", action="store_true", help="one JSON line")
     p.add_argument("--bars", help="bars file (default: the bundled data)")
     p.add_argument("--rows", type=int, default=None, help="limit the rows used (replay)")
+    p.add_argument("--out", help="output folder (train; default artifacts/bench-train)")
     p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("serve", help="run the engine: bars in, signals out")
     p.add_argument("--idle-exit", type=float, default=None, metavar="S",
                    help="stop once no bar arrived for S seconds (finite replays)")
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("train", help="walk-forward training, evaluation report and model-set export")
+    p.add_argument("--bars", required=True, help="parquet or CSV file of bars")
+    p.add_argument("--out", required=True, help="output folder (model_set/, report.html, metrics.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("publish", help="publish a model set to Triton and the control topic")
     p.add_argument("artifact", nargs="?", help="the output folder of signalml train (holds model_set/)")
@@ -199,7 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("monitor", "run the drift monitor"),
-        ("train", "walk-forward training, report and export"),
         ("demo", "everything on the bundled data, one command"),
     ):
         p = sub.add_parser(name, help=text + " (not implemented yet)")
