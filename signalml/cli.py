@@ -106,6 +106,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         result = bench_train(settings, args.bars or str(settings.path(settings.paths.data)),
                              args.out or str(settings.path("artifacts/bench-train")), progress=not args.json)
+    elif args.target == "e2e":
+        from stream.bench_e2e import run
+
+        result = run(settings)
     elif args.target == "inference":
         from models.bench_inference import run
 

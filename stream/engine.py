@@ -123,7 +123,7 @@ class Engine:
         if self.scorer is None:
             from stream.inference.sync import SyncInferenceClient
 
-            self.client = SyncInferenceClient.from_settings(self.settings)
+            self.client = SyncInferenceClient.from_settings(self.settings, registry=self.metrics.registry)
             self.scorer = lambda ms, x, seq: self.client.score(ms.manifest, x, seq)
         else:
             self.client = None

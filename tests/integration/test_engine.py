@@ -135,6 +135,30 @@ def test_triton_stopped_mid_replay_and_restarted_loses_nothing(world, reference)
     assert all(got[k].score == reference[k].score for k in reference)
 
 
+def test_health_readiness_and_metrics_are_served_while_it_runs(world, reference):
+    import json
+    import urllib.request
+
+    settings = with_output(world["settings"], "http")
+    engine = Engine(settings)
+    thread = threading.Thread(target=engine.run, kwargs={"idle_exit_s": 3.0})
+    thread.start()
+    base = f"http://{settings.serving.http_host}:{settings.serving.http_port}"
+    deadline = time.monotonic() + 120
+    while engine.metrics.signals_out._value.get() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    health = json.load(urllib.request.urlopen(base + "/health"))
+    ready = json.load(urllib.request.urlopen(base + "/ready"))
+    metrics = urllib.request.urlopen(base + "/metrics").read().decode()
+    thread.join(timeout=300)
+    assert health["healthy"] and health["triton_available"]
+    assert ready["ready"] and ready["model_set"] == world["manifest"].model_set
+    for name in ("signalml_bars_in_total", "signalml_signals_out_total", "signalml_stage_latency_seconds_bucket",
+                 "signalml_bar_to_signal_seconds_bucket", "signalml_triton_latency_seconds_bucket",
+                 f'signalml_model_set_info{{model_set="{world["manifest"].model_set}"}} 1.0'):
+        assert name in metrics, name
+
+
 def test_a_model_swap_mid_replay_happens_at_a_bar_boundary(world, reference):
     settings = with_output(world["settings"], "swap", own_bars=True)
     first = world["manifest"].model_set
