@@ -1,0 +1,75 @@
+"""Metrics against scipy and hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from training.metrics import daily_metrics, evaluate, newey_west_standard_error
+
+
+@pytest.fixture(scope="module")
+def panel():
+    rng = np.random.default_rng(11)
+    n_dates, n_names = 30, 25
+    groups = np.repeat(np.arange(n_dates), n_names)
+    score = rng.standard_normal(len(groups))
+    forward = 0.3 * score + rng.standard_normal(len(groups))
+    forward[::17] = np.nan  # missing returns are skipped
+    symbols = np.tile(np.arange(n_names), n_dates)
+    return score, forward, groups, symbols
+
+
+def test_ic_and_rank_ic_equal_scipy_per_date(panel):
+    score, forward, groups, _ = panel
+    daily = daily_metrics(score, forward, groups)
+    for g in range(30):
+        mine = (groups == g) & np.isfinite(forward)
+        assert daily.ic[g] == pytest.approx(stats.pearsonr(score[mine], forward[mine])[0], abs=1e-12)
+        assert daily.rank_ic[g] == pytest.approx(stats.spearmanr(score[mine], forward[mine])[0], abs=1e-12)
+
+
+def test_summary_means_and_information_ratios(panel):
+    score, forward, groups, symbols = panel
+    daily = daily_metrics(score, forward, groups)
+    summary = evaluate(score, forward, groups, symbols=symbols)
+    assert summary["ic"] == pytest.approx(daily.ic.mean())
+    assert summary["rank_icir"] == pytest.approx(daily.rank_ic.mean() / daily.rank_ic.std(ddof=1))
+    assert summary["n_dates"] == 30
+    assert 0.5 < summary["hit_rate"] < 1.0 and summary["top_minus_bottom"] > 0
+
+
+def test_quintile_spread_hit_rate_and_turnover_by_hand():
+    # Two dates of 5 names: quintiles are single names.
+    groups = np.array([0] * 5 + [1] * 5)
+    symbols = np.array(list("abcde") * 2)
+    score = np.array([1, 2, 3, 4, 5, 5, 4, 3, 2, 1], dtype=float)
+    forward = np.array([0.01, 0.02, 0.00, -0.01, 0.05, 0.03, 0.00, 0.01, 0.02, -0.02])
+    daily = daily_metrics(score, forward, groups, symbols=symbols)
+    # date 0: top e (0.05) - bottom a (0.01); date 1: top a (0.03) - bottom e (-0.02)
+    assert daily.top_minus_bottom.tolist() == pytest.approx([0.04, 0.05])
+    # date 1: the top name changed (e → a) and so did the bottom one: turnover 1
+    assert daily.turnover.tolist() == [1.0]
+    # hit: sign(score - median) == sign(return - median), medians excluded.
+    # date 0: score sides - - 0 + +, return median 0.01 → sides 0 + - - +: hits a? no(0) b: - vs + no, d: + vs - no, e: + + yes → 1 of 3
+    # date 1: score sides + + 0 - -, return median 0.01 → + - 0 + -: a yes, b no, d no, e yes → 2 of 4
+    summary = evaluate(score, forward, groups, symbols=symbols)
+    assert summary["hit_rate"] == pytest.approx(3 / 7)
+    assert summary["turnover"] == 1.0
+
+
+def test_dates_with_too_few_names_or_constant_scores_are_skipped():
+    groups = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    score = np.array([1.0, 2, 3, 7, 7, 7, 7, 7])
+    forward = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.4, 0.5])
+    daily = daily_metrics(score, forward, groups, min_names=4)
+    assert list(daily.ic.index) == [1] and np.isnan(daily.ic[1])
+
+
+def test_newey_west_with_no_lags_is_the_plain_standard_error():
+    x = np.random.default_rng(1).standard_normal(200)
+    assert newey_west_standard_error(x, 0) == pytest.approx(x.std(ddof=0) / np.sqrt(200))
+    # positively autocorrelated series: the HAC error is larger
+    y = np.convolve(x, np.ones(5), mode="valid")
+    assert newey_west_standard_error(y, 4) > newey_west_standard_error(y, 0)

@@ -1,0 +1,47 @@
+"""run_training with the real members (LightGBM, XGBoost, LSTM through
+``models.factory``) on a slice of the bundled data, at toy sizes: the
+artifacts the publisher reads are complete and reload to the same scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from signalml.config import load_settings
+from stream.bars_file import read_bars
+from training.run import run_training
+
+DATA = Path(__file__).resolve().parents[3] / "data" / "sp500_daily_2015_2019.parquet"
+SYMBOLS = ["AAPL", "AMD", "CBS", "DXC", "F", "GE", "IBM", "INTC", "JPM", "KO", "MSFT", "NVDA", "PCG", "T", "UA", "XOM", "PFE", "WMT", "BA", "CAT"]
+
+TOY = {
+    "models": {
+        "lightgbm": {"n_estimators": 15, "min_child_samples": 20, "early_stopping_rounds": 5},
+        "xgboost": {"n_estimators": 15, "max_depth": 3, "early_stopping_rounds": 5},
+        "lstm": {"hidden_size": 8, "num_layers": 1, "epochs": 1, "sequence_length": 10, "batch_size": 256},
+        "tft": {"enabled": False},
+    },
+    "training": {"train_period": 150, "test_period": 100, "retrain_frequency": 100, "validation_fraction": 0.25},
+}
+
+
+@pytest.mark.skipif(not DATA.is_file(), reason="bundled data not present")
+def test_real_members_produce_a_complete_model_set(tmp_path):
+    settings = load_settings(environ={}, overrides=TOY)
+    bars = read_bars(DATA, symbols=SYMBOLS, end="2015-12-31")  # one test window
+    metrics = run_training(settings, DATA, tmp_path, progress=False, bars=bars)
+
+    assert set(metrics["models"]) == {"lightgbm", "xgboost", "lstm"}
+    manifest = json.loads((tmp_path / "model_set" / "model_set.json").read_text())
+    by_name = {m["name"]: m for m in manifest["members"]}
+    assert by_name["lightgbm"]["files"]["model"] == "lightgbm/model.txt"
+    assert by_name["lstm"]["files"] == {"onnx": "lstm/model.onnx", "weights": "lstm/model.safetensors", "config": "lstm/config.json"}
+    assert by_name["lstm"]["sequence_length"] == 10 == manifest["sequence_length"]
+    for entry in manifest["members"]:
+        for path in entry["files"].values():
+            assert (tmp_path / "model_set" / path).is_file()
+    assert all(diff < 1e-4 for diff in metrics["model_set"]["golden_reload_max_abs_diff"].values())
+    assert set(metrics["importance"]) == {"lightgbm", "xgboost"}  # SHAP for the GBMs only
+    assert len(metrics["folds"]) == 1 and metrics["dataset"]["symbols"] == bars["symbol"].nunique()

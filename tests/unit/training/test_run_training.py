@@ -1,0 +1,110 @@
+"""run_training end to end on a small synthetic market with stand-in members:
+every output exists and the model-set manifest keeps its contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+
+from signalml.contracts import schema_hash
+from training.bench import bench_train
+from training.run import run_training
+
+from .conftest import small_settings
+from .synthetic import standin_factory, standin_loader, synthetic_bars
+
+SCORE_KEYS = {"ic", "rank_ic", "icir", "rank_icir"}
+
+
+@pytest.fixture(scope="module")
+def bars_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bars") / "bars.parquet"
+    synthetic_bars(n_symbols=20, n_days=260, signal=0.5, seed=4).to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(bars_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    metrics = run_training(
+        small_settings(), bars_file, out, progress=False, member_factory=standin_factory, member_loader=standin_loader
+    )
+    return out, metrics
+
+
+def test_metrics_json_has_every_model_ensemble_and_the_baseline(trained):
+    out, metrics = trained
+    written = json.loads((out / "metrics.json").read_text())
+    assert set(written["models"]) == {"ridge", "seq"}
+    assert set(written["ensembles"]) == {"average", "ic_weighted", "stacking", "rank_vote"}
+    assert set(written["baseline"]) == {"reversal_5"}
+    for section in ("models", "ensembles", "baseline"):
+        for values in written[section].values():
+            assert SCORE_KEYS <= set(values) and all(isinstance(values[k], float) for k in SCORE_KEYS)
+    assert written["models"]["ridge"]["rank_ic"] > 0.05  # the planted signal
+    assert written["default_ensemble"] == "ic_weighted"
+    assert len(written["folds"]) == len(written["windows"]) >= 2
+
+
+def test_per_fold_predictions_and_report_are_written(trained):
+    out, metrics = trained
+    files = sorted((out / "predictions").glob("fold_*.parquet"))
+    assert len(files) == len(metrics["folds"])
+    frame = pd.read_parquet(files[0])
+    assert {"date", "symbol", "label_end", "fwd_ret_5", "model.ridge", "ensemble.stacking", "baseline.reversal_5"} <= set(frame.columns)
+    assert (frame["label_end"].dropna() > frame.loc[frame["label_end"].notna(), "date"]).all()
+    html = (out / "report.html").read_text()
+    for image in ("ic_per_period.png", "cumulative_spread.png", "feature_importance.png"):
+        assert (out / image).stat().st_size > 1000 and image in html
+
+
+def test_model_set_manifest_keeps_the_contract(trained):
+    out, _ = trained
+    directory = out / "model_set"
+    manifest = json.loads((directory / "model_set.json").read_text())
+    names = manifest["feature_names"]
+    assert manifest["format_version"] == 1 and isinstance(manifest["created_at"], int)
+    assert manifest["feature_schema_hash"] == schema_hash(names)
+    assert manifest["normalization"] == "zscore" and manifest["clip_z"] == 5.0
+    assert manifest["horizon_bars"] == 5 and manifest["horizons"] == [1, 5, 20]
+    assert manifest["sequence_length"] == 4
+    assert manifest["ensemble"]["method"] == "ic_weighted"
+    assert set(manifest["ensemble"]["weights"]) == {"ridge", "seq"}
+    assert set(manifest["ensemble"]["stacking"]) == {"intercept", "coefficients"}
+    ridge, seq = manifest["members"]
+    assert ridge == {"name": "ridge", "kind": "lightgbm", "input": "tabular", "n_features": len(names), "files": {"model": "ridge/model.json"}}
+    assert seq["input"] == "sequence" and seq["sequence_length"] == 4 and seq["files"] == {"weights": "seq/model.json"}
+    for entry in manifest["members"]:
+        for path in entry["files"].values():
+            assert (directory / path).is_file()
+    reference = manifest["drift_reference"]
+    assert set(names) | {"score:ridge", "score:seq"} == set(reference)
+    assert len(reference[names[0]]["edges"]) == 11 and sum(reference[names[0]]["fractions"]) == pytest.approx(1.0)
+    assert {"ridge", "seq", "ensemble:ic_weighted", "baseline:reversal_5"} <= set(manifest["training_metrics"])
+
+    golden = load_file(str(directory / manifest["golden"]))
+    assert golden["tabular"].shape == (256, len(names)) and golden["tabular"].dtype == np.float32
+    assert golden["sequence"].shape == (256, manifest["sequence_length"], len(names))
+    assert golden["score.ridge"].shape == (256,) and golden["score.seq"].dtype == np.float32
+
+
+def test_golden_scores_are_the_native_predictions_of_the_saved_files(trained):
+    out, metrics = trained
+    assert all(v < 1e-5 for v in metrics["model_set"]["golden_reload_max_abs_diff"].values())
+
+
+def test_bench_compares_reuse_with_the_naive_loop(bars_file, tmp_path):
+    result = bench_train(
+        small_settings(), bars_file, tmp_path, progress=False, member_factory=standin_factory, member_loader=standin_loader
+    )
+    assert result["reuse"]["total_s"] > 0 and result["naive"]["total_s"] > 0 and result["speedup"] > 0
+    # The stand-ins do not warm-start, so slicing one dataset must give exactly
+    # what rebuilding it per window gives.
+    for section, values in result["reuse_metrics"].items():
+        for name, summary in values.items():
+            assert summary["rank_ic"] == pytest.approx(result["naive_metrics"][section][name]["rank_ic"], abs=1e-12)
+    assert (tmp_path / "bench.json").is_file()
