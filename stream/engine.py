@@ -62,6 +62,7 @@ class Engine:
         self.committed: dict[str, Any] = {"ts": None, "signals": {}}
         self.pending_signals: list = []
         self.uncommitted = 0
+        self.lag_updated_at = 0.0
         self._reset_state()
 
     # ---------------------------------------------------------------- state
@@ -326,8 +327,16 @@ class Engine:
         self.metrics.triton_up.set(1)
 
     def _update_gauges(self) -> None:
+        now = time.monotonic()
         if self.last_signal_at is not None:
-            self.metrics.staleness.set(time.monotonic() - self.last_signal_at)
+            self.metrics.staleness.set(now - self.last_signal_at)
+        if now - self.lag_updated_at >= 1.0:
+            self.lag_updated_at = now
+            for tp in self.consumer.position(self.consumer.assignment()):
+                # cached=True: the high watermark from the last fetch, no broker round trip
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
     def status(self) -> dict:
         stuck = time.monotonic() - self.last_loop_at > max(30.0, 10 * self.serving.request_timeout_s)

@@ -155,6 +155,7 @@ def test_health_readiness_and_metrics_are_served_while_it_runs(world, reference)
     assert ready["ready"] and ready["model_set"] == world["manifest"].model_set
     for name in ("signalml_bars_in_total", "signalml_signals_out_total", "signalml_stage_latency_seconds_bucket",
                  "signalml_bar_to_signal_seconds_bucket", "signalml_triton_latency_seconds_bucket",
+                 'signalml_consumer_lag{partition="0"}',
                  f'signalml_model_set_info{{model_set="{world["manifest"].model_set}"}} 1.0'):
         assert name in metrics, name
 
