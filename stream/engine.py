@@ -62,7 +62,6 @@ class Engine:
         self.committed: dict[str, Any] = {"ts": None, "signals": {}}
         self.pending_signals: list = []
         self.uncommitted = 0
-        self.lag_updated_at = 0.0
         self._reset_state()
 
     # ---------------------------------------------------------------- state
@@ -115,6 +114,8 @@ class Engine:
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 5,
+                "statistics.interval.ms": 1000,
+                "stats_cb": self._on_stats,
             }
         )
         metadata = self.consumer.list_topics(self.bars_topic, timeout=30).topics[self.bars_topic]
@@ -327,16 +328,19 @@ class Engine:
         self.metrics.triton_up.set(1)
 
     def _update_gauges(self) -> None:
-        now = time.monotonic()
         if self.last_signal_at is not None:
-            self.metrics.staleness.set(now - self.last_signal_at)
-        if now - self.lag_updated_at >= 1.0:
-            self.lag_updated_at = now
-            for tp in self.consumer.position(self.consumer.assignment()):
-                # cached=True: the high watermark from the last fetch, no broker round trip
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+            self.metrics.staleness.set(time.monotonic() - self.last_signal_at)
+
+    def _on_stats(self, raw: str) -> None:
+        """librdkafka's statistics (every second): the lag of each partition,
+        from its last stable offset (read_committed) and our position. (Its
+        own ``consumer_lag`` needs a committed offset, which a fresh group
+        has not.)"""
+        stats = msgspec.json.decode(raw)
+        for partition, info in stats.get("topics", {}).get(self.bars_topic, {}).get("partitions", {}).items():
+            end, position = info.get("ls_offset", -1), info.get("app_offset", -1)
+            if partition != "-1" and end >= 0 and position >= 0:
+                self.metrics.consumer_lag.labels(partition).set(max(0, end - position))
 
     def status(self) -> dict:
         stuck = time.monotonic() - self.last_loop_at > max(30.0, 10 * self.serving.request_timeout_s)

@@ -149,7 +149,12 @@ def test_health_readiness_and_metrics_are_served_while_it_runs(world, reference)
         time.sleep(0.05)
     health = json.load(urllib.request.urlopen(base + "/health"))
     ready = json.load(urllib.request.urlopen(base + "/ready"))
-    metrics = urllib.request.urlopen(base + "/metrics").read().decode()
+    deadline = time.monotonic() + 10  # the lag comes with librdkafka's statistics, every second
+    while True:
+        metrics = urllib.request.urlopen(base + "/metrics").read().decode()
+        if "signalml_consumer_lag{" in metrics or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     thread.join(timeout=300)
     assert health["healthy"] and health["triton_available"]
     assert ready["ready"] and ready["model_set"] == world["manifest"].model_set
