@@ -1,0 +1,480 @@
+"""``signalml bench e2e``: the whole engine, bars topic → signals topic, in a private world.
+
+A private world like the integration tests build: its own topics on the
+configured broker, its own Triton server on free ports, a small model set
+(LightGBM + XGBoost + LSTM) trained on a slice of the bundled data and
+published to it. Synthetic bars (a geometric random walk with consistent
+OHLCV, symbols ``S0000``..., daily bar times) then go through:
+
+* **throughput**: all bars replayed as fast as possible into a fresh bars
+  topic, then :class:`~stream.engine.Engine` run over the backlog until idle.
+  bars/s = bars / (last commit − first consumed bar), both taken inside the
+  engine (its start-up, the Triton warm-up and the idle wait are excluded);
+* **latency**: a fresh topic set, the engine started first, warmed up with
+  the warm-up bar times replayed fast, then one cross-section every
+  ``interval_s``. Per scored bar time: t0 = its last bar produced and
+  flushed, t1 = a ``read_committed`` consumer of the signals topic has all
+  ``cross_section_size`` signals of that ts; p50/p99 of t1 − t0. The
+  engine's own ``signalml_bar_to_signal_seconds`` histogram (consumed →
+  committed, per poll batch that closed a cross-section) is reported next
+  to it;
+* **naive baseline**: the same 500-symbol bars processed one bar at a time:
+  ``FeatureEngine.update_bar``, one Triton request per member with batch 1
+  (sequences from a per-symbol buffer of raw features: a cost baseline, not
+  a correct model input), one signal message through a plain idempotent
+  (non-transactional) producer. bars/s over ``naive_bars`` bars after the
+  warm-up bar times, flush included.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
+
+from signalml.config import Settings
+from signalml.contracts import Signal, encode
+from signalml.services.kafka import KafkaBroker
+from signalml.services.process import free_port
+from stream.bars_file import bar_close_ms, read_bars
+from stream.replay import encode_bars, producer_config, replay
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "sp500_daily_2015_2019.parquet"
+
+SMALL_MODELS = {
+    "lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
+    "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10},
+    "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
+}
+TOPIC_BASES = (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
+               ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
+
+
+# ------------------------------------------------------------------ settings
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _with(settings: Settings, overrides: dict) -> Settings:
+    data = _merged(settings.model_dump(exclude={"root"}), overrides)
+    return Settings.model_validate({**data, "root": settings.root})
+
+
+def _world_settings(settings: Settings, tmp: Path, tag: str, warmup_bars: int) -> Settings:
+    topics = {key: {"name": f"bench.{base}.{tag}"} for key, base in TOPIC_BASES}
+    return _with(settings, {
+        "paths": {"state_dir": str(tmp / "state")},
+        "triton": {"repository": str(tmp / "repo"), "http_port": free_port(), "grpc_port": free_port(),
+                   "metrics_port": free_port()},
+        "kafka": {"topics": topics},
+        "models": SMALL_MODELS,
+        "training": {"train_period": 150, "test_period": 60, "retrain_frequency": 120, "gap_period": 5,
+                     "embargo_bars": 5},
+        "serving": {"warmup_bars": warmup_bars, "engine_id": f"bench-{tag}", "consumer_group": f"bench-{tag}",
+                    "http_port": free_port(), "barrier_timeout_s": 30.0},
+    })
+
+
+def _fresh(settings: Settings, tag: str, created: list[str]) -> Settings:
+    """Own bars, signals, dead letters, drift, state; own engine id and group.
+    The control topic (the published model set) is shared."""
+    topics = {key: {"name": f"{getattr(settings.kafka.topics, key).name}.{tag}"}
+              for key in ("bars", "bars_dlq", "signals", "drift", "engine_state")}
+    out = _with(settings, {"kafka": {"topics": topics},
+                           "serving": {"engine_id": f"{settings.serving.engine_id}-{tag}",
+                                       "consumer_group": f"{settings.serving.consumer_group}-{tag}"}})
+    KafkaBroker(out).ensure_topics()
+    created += [t["name"] for t in topics.values()]
+    return out
+
+
+# ------------------------------------------------------------------ bars
+
+
+def synthetic_bars(n_symbols: int, n_times: int, seed: int = 0) -> pd.DataFrame:
+    """Geometric random walk OHLCV, rows ordered by (ts, symbol)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2021-01-04", periods=n_times)
+    ts = bar_close_ms(pd.Series(dates))
+    start = rng.uniform(20, 200, n_symbols)
+    log_ret = rng.normal(0.0003, 0.02, (n_times, n_symbols))
+    close = start * np.exp(np.cumsum(log_ret, axis=0))
+    prev = np.vstack([start, close[:-1]])
+    open_ = prev * np.exp(rng.normal(0, 0.003, close.shape))
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.005, close.shape)))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.005, close.shape)))
+    volume = rng.lognormal(13, 0.5, close.shape).round()
+    symbols = np.array([f"S{i:04d}" for i in range(n_symbols)])
+    frame = pd.DataFrame({
+        "symbol": np.tile(symbols, n_times),
+        "ts": np.repeat(ts, n_symbols),
+        "open": open_.ravel(), "high": high.ravel(), "low": low.ravel(), "close": close.ravel(),
+        "volume": volume.ravel(),
+    })
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+# ------------------------------------------------------------------ signals watcher
+
+
+class _SignalTs(msgspec.Struct):
+    ts: int
+    cross_section_size: int
+
+
+class SignalWatcher:
+    """A read_committed consumer of the signals topic on a thread: the time
+    each bar time's cross-section became complete."""
+
+    def __init__(self, settings: Settings):
+        topic = settings.kafka.topics.signals.name
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"bench-watch-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+        })
+        partitions = self.consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        self.counts: dict[int, int] = {}
+        self.complete_at: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.decoder = msgspec.json.Decoder(_SignalTs)
+        self.thread = threading.Thread(target=self._loop, name="bench-signal-watcher", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self.stop.is_set():
+                for msg in self.consumer.consume(10_000, timeout=0.05):
+                    if msg.error() is not None:
+                        continue
+                    now = time.perf_counter()
+                    s = self.decoder.decode(msg.value())
+                    n = self.counts[s.ts] = self.counts.get(s.ts, 0) + 1
+                    if n == s.cross_section_size:
+                        self.complete_at[s.ts] = now
+        finally:
+            self.consumer.close()
+
+    def wait_for(self, ts: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while ts not in self.complete_at and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return ts in self.complete_at
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+# ------------------------------------------------------------------ phases
+
+
+def _instrumented(engine) -> dict:
+    """First consumed bar and last commit, timed inside the engine."""
+    marks: dict[str, float] = {}
+    take, commit = engine._take, engine._commit
+
+    def timed_take(msg):
+        marks.setdefault("first_bar", time.perf_counter())
+        return take(msg)
+
+    def timed_commit():
+        commit()
+        marks["last_commit"] = time.perf_counter()
+
+    engine._take, engine._commit = timed_take, timed_commit
+    return marks
+
+
+def _throughput(world: Settings, frame: pd.DataFrame, tag: str, created: list[str]) -> dict:
+    from stream.engine import Engine
+
+    settings = _fresh(world, tag, created)
+    summary = replay(settings, frame, source_file="synthetic")
+    engine = Engine(settings)
+    marks = _instrumented(engine)
+    started = time.perf_counter()
+    engine.run(idle_exit_s=2.0, serve_http=False)
+    wall = time.perf_counter() - started
+    busy = marks["last_commit"] - marks["first_bar"]
+    bars = len(frame)
+    return {
+        "bars": bars,
+        "bars_per_s": round(bars / busy, 1),
+        "engine_busy_s": round(busy, 3),
+        "engine_wall_s": round(wall, 3),
+        "replay_bars_per_s": round(summary.rate_bars_per_s, 1),
+        "signals": int(engine.metrics.signals_out._value.get()),
+    }
+
+
+def _histogram(hist) -> dict[float, float]:
+    out = {}
+    for metric in hist.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_bucket"):
+                out[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def _bucket_quantile(before: dict, after: dict, q: float) -> float | None:
+    """Upper bucket bound of quantile ``q`` of the observations between two snapshots."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return None
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= q * total:
+            return bound
+    return bounds[-1]
+
+
+def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str], interval_s: float) -> dict:
+    from stream.engine import Engine
+
+    settings = _fresh(world, tag, created)
+    warmup = settings.serving.warmup_bars
+    times = np.unique(frame["ts"].to_numpy())
+    warm = frame[frame["ts"].isin(times[:warmup])]
+    live = frame[~frame["ts"].isin(times[:warmup])]
+    watcher = SignalWatcher(settings)
+    engine = Engine(settings)
+    thread = threading.Thread(target=engine.run, kwargs={"serve_http": False}, name="bench-engine", daemon=True)
+    thread.start()
+    producer = Producer(producer_config(settings))
+    topic = settings.kafka.topics.bars.name
+    latencies: list[float] = []
+    missing: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while engine.model_set is None and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.05)
+        replay(settings, warm, source_file="synthetic")
+        last_warm = int(times[warmup - 1])
+        while (engine.barrier.last_closed_ts != last_warm or engine.uncommitted) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        before = _histogram(engine.metrics.bar_to_signal)
+        groups = [(int(ts), g) for ts, g in live.groupby("ts", sort=True)]
+        next_due = time.perf_counter()
+        for ts, group in groups:
+            delay = next_due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            next_due += interval_s
+            for key, payload in zip(group["symbol"].tolist(), encode_bars(group)):
+                while True:
+                    try:
+                        producer.produce(topic, payload, key.encode())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            producer.flush(30)
+            t0 = time.perf_counter()
+            if watcher.wait_for(ts, timeout_s=max(30.0, 10 * interval_s)):
+                latencies.append((watcher.complete_at[ts] - t0) * 1000)
+            else:
+                missing.append(ts)
+        after = _histogram(engine.metrics.bar_to_signal)
+    finally:
+        engine.stop_event.set()
+        thread.join(timeout=60)
+        watcher.close()
+    result = {
+        "n": len(latencies),
+        "p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "max": round(max(latencies), 1) if latencies else None,
+        "mean": round(statistics.fmean(latencies), 1) if latencies else None,
+        "missing_bar_times": len(missing),
+        "interval_s": interval_s,
+    }
+    q50, q99 = _bucket_quantile(before, after, 0.5), _bucket_quantile(before, after, 0.99)
+    result["engine_bar_to_signal_ms_bucket_le"] = {
+        "p50": None if q50 is None else round(q50 * 1000, 1),
+        "p99": None if q99 is None else round(q99 * 1000, 1),
+    }
+    return result
+
+
+def _naive(world: Settings, frame: pd.DataFrame, manifest, tag: str, created: list[str], n_bars: int) -> dict:
+    """One bar at a time: features, one batch-1 Triton request per member, one message."""
+    from stream.features import FeatureEngine
+    from stream.inference.sync import SyncInferenceClient
+
+    settings = _fresh(world, tag, created)
+    topic = settings.kafka.topics.signals.name
+    warmup = settings.serving.warmup_bars
+    times = np.unique(frame["ts"].to_numpy())
+    features = FeatureEngine(settings.features)
+    length = max(1, manifest.sequence_length)
+    n_features = len(manifest.feature_names)
+    buffers: dict[str, deque] = {}
+    cols = ["symbol", "ts", "open", "high", "low", "close", "volume"]
+
+    def step(row) -> np.ndarray:
+        symbol, ts, o, h, lo, c, v = row
+        x = np.nan_to_num(np.asarray(features.update_bar(symbol, int(ts), o, h, lo, c, v), np.float32))
+        buffer = buffers.get(symbol)
+        if buffer is None:
+            buffer = buffers[symbol] = deque([np.zeros(n_features, np.float32)] * length, maxlen=length)
+        buffer.append(x)
+        return x
+
+    warm = frame[frame["ts"].isin(times[:warmup])]
+    for row in warm[cols].itertuples(index=False, name=None):
+        step(row)
+    timed = frame[~frame["ts"].isin(times[:warmup])].head(n_bars)
+    client = SyncInferenceClient.from_settings(settings, registry=CollectorRegistry())
+    producer = Producer(producer_config(settings))
+    try:
+        for member in manifest.members:  # signatures fetched and models warm before timing
+            shape = (1, length, n_features) if member.input == "sequence" else (1, n_features)
+            client.infer(member.name, member.version, np.zeros(shape, np.float32))
+        started = time.perf_counter()
+        for row in timed[cols].itertuples(index=False, name=None):
+            x = step(row)
+            scores = {}
+            for member in manifest.members:
+                if member.input == "sequence":
+                    batch = np.stack(buffers[row[0]])[None]
+                else:
+                    batch = x[None]
+                scores[member.name] = float(client.infer(member.name, member.version, batch)[0])
+            score = float(np.mean(list(scores.values())))
+            signal = Signal(int(row[1]), row[0], score, 1.0, scores, manifest.model_set, 1,
+                            manifest.horizon_bars)
+            while True:
+                try:
+                    producer.produce(topic, encode(signal), row[0].encode())
+                    producer.poll(0)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        remaining = producer.flush(30)
+        elapsed = time.perf_counter() - started
+    finally:
+        client.close()
+    return {"bars": len(timed), "elapsed_s": round(elapsed, 3), "bars_per_s": round(len(timed) / elapsed, 1),
+            "undelivered": remaining}
+
+
+# ------------------------------------------------------------------ run
+
+
+def run(
+    settings: Settings,
+    *,
+    symbols: tuple[int, ...] = (500, 5000),
+    warmup_bars: int = 25,
+    scored_bar_times: int = 30,
+    scored_bar_times_large: int = 10,
+    latency_symbols: tuple[int, ...] = (500,),
+    latency_bar_times: int = 30,
+    interval_s: float = 1.0,
+    naive_bars: int = 1500,
+    quick: bool = False,
+    train_symbols: int = 30,
+) -> dict:
+    """Run the benchmark in a private world; returns the figures (see the module docstring)."""
+    from models.publish import publish
+    from signalml.services.triton import TritonServer
+    from training import run_training
+
+    if quick:
+        symbols, latency_symbols = (40,), (40,)
+        warmup_bars, scored_bar_times, scored_bar_times_large = 25, 4, 4
+        latency_bar_times, interval_s, naive_bars = 4, 0.5, 200
+    tag = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="signalml-bench-e2e-"))
+    world = _world_settings(settings, tmp, tag, warmup_bars)
+    created = [t.name for t in world.kafka.topics.all().values()]
+    triton = None
+    result: dict = {"throughput_bars_per_s": {}, "throughput": {}, "latency_ms": {}}
+    try:
+        KafkaBroker(world).ensure_topics()
+        started = time.perf_counter()
+        all_symbols = sorted(pd.read_parquet(DATA, columns=["symbol"])["symbol"].unique())[:train_symbols]
+        run_training(world, DATA, tmp / "train", progress=False, bars=read_bars(DATA, symbols=all_symbols, start="2018-01-01"))
+        triton = TritonServer(world)
+        triton.start()
+        manifest = publish(world, tmp / "train")
+        result["setup_s"] = round(time.perf_counter() - started, 1)
+        result["members"] = [f"{m.name} v{m.version} ({m.input})" for m in manifest.members]
+        result["model_set"] = manifest.model_set
+
+        for n in symbols:
+            scored = scored_bar_times if n <= 1000 else scored_bar_times_large
+            frame = synthetic_bars(n, warmup_bars + scored, seed=n)
+            got = _throughput(world, frame, f"tp{n}", created)
+            got["scored_bar_times"] = scored
+            got["all_scored_signals"] = got["signals"] == n * scored
+            result["throughput"][f"xs_{n}"] = got
+            result["throughput_bars_per_s"][f"xs_{n}"] = got["bars_per_s"]
+
+        for n in latency_symbols:
+            frame = synthetic_bars(n, warmup_bars + latency_bar_times, seed=10_000 + n)
+            result["latency_ms"][f"xs_{n}"] = _latency(world, frame, f"lat{n}", created, interval_s)
+
+        base_n = 500 if 500 in symbols else symbols[0]
+        frame = synthetic_bars(base_n, warmup_bars + scored_bar_times, seed=base_n)
+        naive = _naive(world, frame, manifest, "naive", created, naive_bars)
+        result["naive"] = naive
+        result["naive_bars_per_s"] = naive["bars_per_s"]
+        engine_rate = result["throughput_bars_per_s"][f"xs_{base_n}"]
+        result["ratio_vs_naive"] = round(engine_rate / naive["bars_per_s"], 1)
+        result["notes"] = (
+            f"private world (topics *.{tag}, own Triton); warmup_bars={warmup_bars}. "
+            "Throughput: bars / (last commit - first consumed bar) timed inside the engine "
+            "(start-up, model warm-up and the idle wait excluded; engine_wall_s includes them); the "
+            "bars include the warm-up bar times. Latency: t0 = last bar of the bar time produced and "
+            "flushed, t1 = read_committed consumer has all cross_section_size signals of that ts; "
+            "engine_bar_to_signal_ms_bucket_le are histogram bucket upper bounds (consumed -> committed). "
+            f"Naive: per bar update_bar + {len(manifest.members)} batch-1 Triton requests + one produced "
+            f"message, over {naive['bars']} bars after warm-up on the {base_n}-symbol bars, flush included; "
+            f"ratio_vs_naive = engine xs_{base_n} throughput / naive. 2 shared cores: Kafka, Triton, the "
+            "engine and the bench share them."
+        )
+        return result
+    finally:
+        if triton is not None:
+            try:
+                triton.stop()
+            except Exception:  # noqa: BLE001 - cleanup is best effort
+                pass
+        _delete_topics(world.kafka.bootstrap_servers, created)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(sorted(set(topics))).values():
+        try:
+            future.result(30)
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass

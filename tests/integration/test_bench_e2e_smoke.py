@@ -1,0 +1,30 @@
+"""``signalml bench e2e`` in quick mode: a private world, every phase runs,
+the figures have their shape and every scored bar time produced signals."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.bench_e2e import run
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_e2e_bench_reports_every_figure_and_scores_every_bar_time(stack, settings):
+    result = run(settings, quick=True)
+
+    assert set(result["throughput_bars_per_s"]) == {"xs_40"}
+    throughput = result["throughput"]["xs_40"]
+    assert throughput["bars_per_s"] > 0
+    assert throughput["all_scored_signals"], throughput
+    assert throughput["signals"] == 40 * throughput["scored_bar_times"]
+
+    latency = result["latency_ms"]["xs_40"]
+    assert latency["missing_bar_times"] == 0, latency
+    assert latency["n"] == 4
+    assert 0 < latency["p50"] <= latency["p99"]
+
+    assert result["naive_bars_per_s"] > 0 and result["naive"]["undelivered"] == 0
+    assert result["ratio_vs_naive"] > 0
+    assert len(result["members"]) >= 1
+    assert isinstance(result["notes"], str) and result["notes"]
