@@ -78,15 +78,7 @@ class InferenceClient:
 
     @classmethod
     def from_settings(cls, settings, **overrides: Any) -> "InferenceClient":
-        serving = settings.serving
-        kwargs = dict(
-            timeout_s=serving.request_timeout_s,
-            retries=serving.retries,
-            retry_backoff_s=serving.retry_backoff_s,
-            max_batch_size=serving.max_batch_size,
-        )
-        kwargs.update(overrides)
-        return cls(settings.triton.grpc_url, **kwargs)
+        return cls(settings.triton.grpc_url, **client_options(settings, **overrides))
 
     async def __aenter__(self) -> "InferenceClient":
         return self
@@ -248,6 +240,18 @@ class InferenceClient:
             raise InferenceError(f"model {model} version {version} answered {got} for {len(x)} rows",
                                  model=model, version=version)
         return scores.reshape(-1).astype(np.float64)
+
+
+def client_options(settings, **overrides: Any) -> dict[str, Any]:
+    """The client's keyword arguments from ``settings.serving``, then ``overrides``."""
+    serving = settings.serving
+    return {
+        "timeout_s": serving.request_timeout_s,
+        "retries": serving.retries,
+        "retry_backoff_s": serving.retry_backoff_s,
+        "max_batch_size": serving.max_batch_size,
+        **overrides,
+    }
 
 
 def _float32(x: Any, ndim: int, what: str, n_features: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from signalml.contracts import ModelSetManifest
-from stream.inference.client import InferenceClient
+from stream.inference.client import InferenceClient, client_options
 
 
 class SyncInferenceClient:
@@ -29,15 +29,7 @@ class SyncInferenceClient:
 
     @classmethod
     def from_settings(cls, settings, **overrides: Any) -> "SyncInferenceClient":
-        serving = settings.serving
-        kwargs = dict(
-            timeout_s=serving.request_timeout_s,
-            retries=serving.retries,
-            retry_backoff_s=serving.retry_backoff_s,
-            max_batch_size=serving.max_batch_size,
-        )
-        kwargs.update(overrides)
-        return cls(settings.triton.grpc_url, **kwargs)
+        return cls(settings.triton.grpc_url, **client_options(settings, **overrides))
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
