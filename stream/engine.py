@@ -62,6 +62,7 @@ class Engine:
         self.committed: dict[str, Any] = {"ts": None, "signals": {}}
         self.pending_signals: list = []
         self.uncommitted = 0
+        self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
         self._reset_state()
 
     # ---------------------------------------------------------------- state
@@ -147,13 +148,21 @@ class Engine:
 
     def _poll_control(self, manifest=None) -> None:
         manifest = manifest or self.control.poll(0)
+        if manifest is None and self.unwarmed is not None and time.monotonic() >= self.unwarmed[1]:
+            manifest = self.unwarmed[0]  # Triton could not warm it before: try again
         if manifest is None or (self.model_set and manifest.model_set == self.model_set.id):
             return
+        self.unwarmed = None
         try:
             candidate = ModelSet.of(manifest, self.pipeline.names)
-            self._warm(candidate)
-        except (ValueError, InferenceError) as exc:
+        except ValueError as exc:
             log.error("model set %s refused: %s", manifest.model_set, exc)
+            return
+        try:
+            self._warm(candidate)
+        except InferenceError as exc:
+            log.warning("model set %s not answering yet (%s); retrying", manifest.model_set, exc)
+            self.unwarmed = (manifest, time.monotonic() + 1.0)
             return
         self.next_set = candidate
         log.info("model set %s ready; it takes over at the next bar boundary", manifest.model_set)
@@ -268,7 +277,12 @@ class Engine:
         self.metrics.cross_sections.labels(xs.reason).inc()
         prepared = self.pipeline.prepare(xs)
         self.metrics.last_bar_ts.set(xs.ts)
-        if self.model_set is None or self.pipeline.bar_times <= self.serving.warmup_bars or not prepared.symbols:
+        past_warmup = self.pipeline.bar_times > self.serving.warmup_bars
+        if self.model_set is None and self.unwarmed is not None and past_warmup:
+            # A model set is announced but Triton cannot serve it yet: wait
+            # rather than let these cross-sections go unscored.
+            raise TritonUnavailable(f"model set {self.unwarmed[0].model_set} is not answering")
+        if self.model_set is None or not past_warmup or not prepared.symbols:
             self._observe(prepared.stage_s)
             return
         try:
@@ -313,11 +327,14 @@ class Engine:
         self.checkpoint.abort()
         self.pending_signals = []
         backoff = self.serving.retry_backoff_s
+        target = self.model_set or ModelSet.of(self.unwarmed[0], self.pipeline.names)
         while not self.stop_event.is_set():
             self.consumer.pause(self.consumer.assignment())
             self.consumer.poll(0)  # keep the consumer alive while paused
             try:
-                self._warm(self.model_set)
+                self._warm(target)
+                if self.model_set is None:
+                    self.next_set, self.unwarmed = target, None
                 break
             except InferenceError:
                 self._update_gauges()

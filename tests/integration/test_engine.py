@@ -165,6 +165,22 @@ def test_health_readiness_and_metrics_are_served_while_it_runs(world, reference)
         assert name in metrics, name
 
 
+def test_an_engine_started_while_triton_is_down_serves_once_it_is_back(world, reference):
+    settings = with_output(world["settings"], "late-triton")
+    world["triton"].stop()
+    engine = Engine(settings)
+    thread = threading.Thread(target=engine.run, kwargs={"idle_exit_s": 8.0, "serve_http": False})
+    thread.start()
+    time.sleep(3.0)
+    assert engine.model_set is None
+    world["triton"].start()
+    load_current(settings)
+    thread.join(timeout=300)
+    got = signals_by_key(read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.signals.name))
+    assert set(got) == set(reference)
+    assert all(got[k].score == reference[k].score for k in reference)
+
+
 def test_a_model_swap_mid_replay_happens_at_a_bar_boundary(world, reference):
     settings = with_output(world["settings"], "swap", own_bars=True)
     first = world["manifest"].model_set
