@@ -14,14 +14,16 @@ Two layers:
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import time
 from collections import Counter
 from typing import Any
 
 import msgspec
 
-from signalml.contracts import Bar, decoder
+from signalml.contracts import Bar, DeadLetter, decoder, encode
 
 MAX_MESSAGE_BYTES = 4096
 
@@ -40,6 +42,23 @@ REASONS = (
     "duplicate_ts",
     "out_of_order_ts",
 )
+
+
+def dead_letter(rejection: "Rejection", original: bytes, **source: str | int | None) -> bytes:
+    """The encoded :class:`DeadLetter` of a rejected message. ``source`` is
+    ``source_topic``/``source_partition``/``source_offset`` (a Kafka
+    position) or ``source_file``/``source_row``."""
+    return encode(
+        DeadLetter(
+            reason=rejection.reason,
+            detail=rejection.detail,
+            original_b64=base64.b64encode(original).decode(),
+            rejected_at=int(time.time() * 1000),
+            symbol=rejection.symbol,
+            ts=rejection.ts,
+            **source,
+        )
+    )
 
 
 class Rejection(msgspec.Struct, frozen=True):

@@ -15,7 +15,6 @@ exactly once.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -26,10 +25,10 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from signalml.config import Settings
-from signalml.contracts import Bar, DeadLetter, encode
+from signalml.contracts import encode
 from stream.barrier import CrossSectionBarrier
 from stream.checkpoint import Checkpoint, latest_snapshot
-from stream.decode import BarValidator, Rejection
+from stream.decode import BarValidator, Rejection, dead_letter
 from stream.drift import FeatureDriftWindow
 from stream.inference.errors import InferenceError
 from stream.model_set import ControlListener, ModelSet
@@ -260,18 +259,9 @@ class Engine:
         return closed
 
     def _dead_letter(self, msg, rejection: Rejection) -> None:
-        letter = DeadLetter(
-            reason=rejection.reason,
-            detail=rejection.detail,
-            original_b64=base64.b64encode(msg.value() or b"").decode(),
-            rejected_at=int(time.time() * 1000),
-            source_topic=msg.topic(),
-            source_partition=msg.partition(),
-            source_offset=msg.offset(),
-            symbol=rejection.symbol,
-            ts=rejection.ts,
-        )
-        self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, msg.key() or b"", encode(letter))
+        letter = dead_letter(rejection, msg.value() or b"", source_topic=msg.topic(),
+                             source_partition=msg.partition(), source_offset=msg.offset())
+        self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, msg.key() or b"", letter)
 
     def _process(self, xs) -> None:
         self.metrics.cross_sections.labels(xs.reason).inc()

@@ -91,11 +91,7 @@ class ControlListener:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("control topic: %s", msg.error())
                 continue
-            try:
-                latest = _manifest_decoder.decode(msg.value())
-            except msgspec.DecodeError as exc:
-                self.rejected += 1
-                log.error("control topic: offset %d is not a model-set manifest: %s", msg.offset(), exc)
+            latest = self._decode(msg) or latest
 
     def read_to_end(self, timeout_s: float = 10.0) -> ModelSetManifest | None:
         """Everything already on the topic; the latest manifest."""
@@ -111,11 +107,16 @@ class ControlListener:
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     eof.add(msg.partition())
                 continue
-            try:
-                latest = _manifest_decoder.decode(msg.value())
-            except msgspec.DecodeError:
-                self.rejected += 1
+            latest = self._decode(msg) or latest
         return latest
+
+    def _decode(self, msg) -> ModelSetManifest | None:
+        try:
+            return _manifest_decoder.decode(msg.value())
+        except msgspec.DecodeError as exc:
+            self.rejected += 1
+            log.error("control topic: offset %d is not a model-set manifest: %s", msg.offset(), exc)
+            return None
 
     def close(self) -> None:
         self.consumer.close()

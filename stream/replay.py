@@ -13,7 +13,6 @@ or ``None`` for as fast as possible.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,9 +24,9 @@ import pandas as pd
 from confluent_kafka import KafkaError, Producer
 
 from signalml.config import Settings
-from signalml.contracts import Bar, DeadLetter, encode
+from signalml.contracts import Bar, encode
 from signalml.errors import ServiceError
-from stream.decode import BarValidator, Rejection
+from stream.decode import BarValidator, Rejection, dead_letter
 
 
 @dataclass
@@ -84,21 +83,6 @@ def encode_bars(frame: pd.DataFrame, interval: str | None = "1d") -> list[bytes]
         encode(Bar(s, t, o, h, lo, c, v, interval))
         for s, t, o, h, lo, c, v in zip(symbols, ts, *columns)
     ]
-
-
-def dead_letter(rejection: Rejection, original: bytes, *, source_file: str, source_row: int) -> bytes:
-    return encode(
-        DeadLetter(
-            reason=rejection.reason,
-            detail=rejection.detail,
-            original_b64=base64.b64encode(original).decode(),
-            rejected_at=int(time.time() * 1000),
-            source_file=source_file,
-            source_row=source_row,
-            symbol=rejection.symbol,
-            ts=rejection.ts,
-        )
-    )
 
 
 def replay(

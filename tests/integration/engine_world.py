@@ -8,10 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from signalml.config import Settings, load_settings
@@ -48,30 +46,16 @@ def world_overrides(tmp: Path, tag: str) -> dict:
     }
 
 
-def variant(settings: Settings, **sections) -> Settings:
-    """``settings`` with some fields of some sections replaced."""
-    data = settings.model_dump(exclude={"root"})
-    for section, values in sections.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                data[section][key] = {**data[section][key], **value}
-            else:
-                data[section][key] = value
-    return Settings.model_validate({**data, "root": settings.root})
-
-
 def with_output(settings: Settings, tag: str, *, own_bars: bool = False) -> Settings:
     """Same bars topic (unless ``own_bars``) and model sets; its own engine,
     group and outputs."""
-    keys = ("signals", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
-    topics = {key: {"name": f"{getattr(settings.kafka.topics, key).name}.{tag}"} for key in keys}
-    for key in topics:
-        topics[key] = {**getattr(settings.kafka.topics, key).model_dump(), **topics[key]}
-    settings = variant(settings, serving={"engine_id": f"{settings.serving.engine_id}-{tag}",
-                                          "consumer_group": f"{settings.serving.consumer_group}-{tag}",
-                                          "http_port": free_port()})
     data = settings.model_dump(exclude={"root"})
-    data["kafka"]["topics"].update(topics)
+    keys = ("signals", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
+    for key in keys:
+        data["kafka"]["topics"][key]["name"] += f".{tag}"
+    serving = data["serving"]
+    serving.update(engine_id=f"{serving['engine_id']}-{tag}", consumer_group=f"{serving['consumer_group']}-{tag}",
+                   http_port=free_port())
     out = Settings.model_validate({**data, "root": settings.root})
     KafkaBroker(out).ensure_topics()
     return out
@@ -108,15 +92,6 @@ def engine_process(settings: Settings, log: Path, idle_exit_s: float = 4.0) -> s
     )
 
 
-@dataclass
-class World:
-    settings: Settings
-    bars: pd.DataFrame
-    artifact: Path
-    manifest: object
-    triton: object
-
-
 def small_bars(n_symbols: int = 30, start: str = "2018-01-01") -> pd.DataFrame:
     symbols = sorted(pd.read_parquet(DATA, columns=["symbol"])["symbol"].unique())[:n_symbols]
     return read_bars(DATA, symbols=symbols, start=start)
@@ -144,7 +119,3 @@ def base_settings(tmp: Path, tag: str) -> Settings:
     settings = load_settings(REPO / "signalml.yaml", overrides=world_overrides(tmp, tag))
     KafkaBroker(settings).ensure_topics()
     return settings
-
-
-def np_close(a, b, rtol, atol) -> bool:
-    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=rtol, atol=atol))

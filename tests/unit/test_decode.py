@@ -1,5 +1,6 @@
 """The bar decoder: every bad message gets a reason, nothing raises."""
 
+import base64
 import json
 import math
 
@@ -172,3 +173,17 @@ def test_encoding_then_decoding_gives_the_bar_or_its_consistency_problem(bar):
         assert result == bar
     else:
         assert result.reason == problem[0]
+
+
+def test_a_dead_letter_keeps_the_original_bytes_the_reason_and_the_kafka_position():
+    from signalml.contracts import DeadLetter
+    from stream.decode import dead_letter
+
+    payload = message(volume=-1.0)
+    letter = msgspec.json.decode(
+        dead_letter(decode_bar(payload), payload, source_topic="bars", source_partition=2, source_offset=41),
+        type=DeadLetter,
+    )
+    assert (letter.reason, letter.symbol, letter.ts) == ("negative_volume", "AAPL", GOOD["ts"])
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("bars", 2, 41)
+    assert base64.b64decode(letter.original_b64) == payload
