@@ -63,10 +63,13 @@ class Checkpoint:
             except BufferError:
                 self.producer.poll(0.01)
 
-    def commit(self, snapshot: bytes) -> None:
-        """Snapshot + consumer positions + everything produced since
+    def commit(self, snapshot: bytes, *, base: bytes | None = None) -> None:
+        """Snapshot (and, when given, a new base state under
+        :func:`base_key`) + consumer positions + everything produced since
         :meth:`begin`, atomically."""
         self.begin()
+        if base is not None:
+            self.produce(self.state_topic, base_key(self.engine_id), base)
         self.produce(self.state_topic, self.engine_id.encode(), snapshot)
         positions = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
         self._call(
@@ -91,8 +94,20 @@ class Checkpoint:
             raise ServiceError(f"kafka transaction: {method.__name__} failed: {error.str()}") from None
 
 
+def base_key(engine_id: str) -> bytes:
+    """Key of an engine's base state on the state topic ('/' cannot occur in
+    an engine id, so no engine's snapshot key collides with it)."""
+    return f"{engine_id}/base".encode()
+
+
 def latest_snapshot(settings: Settings, engine_id: str, *, timeout_s: float = 30.0) -> bytes | None:
-    """The last committed snapshot of ``engine_id`` on the state topic, or None.
+    """The last committed snapshot of ``engine_id`` on the state topic, or None."""
+    return latest_records(settings, [engine_id.encode()], timeout_s=timeout_s).get(engine_id.encode())
+
+
+def latest_records(settings: Settings, keys: list[bytes], *, timeout_s: float = 30.0) -> dict[bytes, bytes]:
+    """The last committed value of each of ``keys`` on the state topic (keys
+    never written are absent).
 
     Reads backwards in growing steps from the end of the (single-partition,
     compacted) topic, so start-up does not read the whole history.
@@ -109,14 +124,14 @@ def latest_snapshot(settings: Settings, engine_id: str, *, timeout_s: float = 30
             "max.partition.fetch.bytes": 67_108_864,
         }
     )
-    key = engine_id.encode()
+    wanted = set(keys)
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
         step = 16
         while True:
             start = max(low, high - step)
             consumer.assign([TopicPartition(topic, 0, start)])
-            found: bytes | None = None
+            found: dict[bytes, bytes] = {}
             deadline = time.monotonic() + timeout_s
             while True:
                 msg = consumer.poll(1.0)
@@ -128,9 +143,9 @@ def latest_snapshot(settings: Settings, engine_id: str, *, timeout_s: float = 30
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         break
                     raise ServiceError(f"reading {topic}: {msg.error()}")
-                if msg.key() == key:
-                    found = msg.value()
-            if found is not None or start == low:
+                if msg.key() in wanted:
+                    found[msg.key()] = msg.value()
+            if len(found) == len(wanted) or start == low:
                 return found
             step *= 4
     finally:

@@ -8,9 +8,9 @@ cross-section at once, in O(T·F) per symbol and bounded memory.
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
+
+from stream.features.codec import array_bytes
 
 
 class SequenceBuffer:
@@ -65,14 +65,14 @@ class SequenceBuffer:
         return out
 
     def state(self) -> dict:
-        """Plain data; the arrays as base64 of their little-endian bytes."""
+        """Plain data; the arrays as their little-endian bytes."""
         n = len(self.slots)
         return {
             "version": 1,
             "length": self.length,
             "n_features": self.n_features,
             "symbols": sorted(self.slots, key=self.slots.__getitem__),
-            "rows": base64.b64encode(self._rows[:n].astype("<f4").tobytes()).decode(),
+            "rows": self._rows[:n].astype("<f4").tobytes(),
             "count": self._count[:n].tolist(),
         }
 
@@ -83,7 +83,7 @@ class SequenceBuffer:
         n = len(state["symbols"])
         buffer = cls(state["length"], state["n_features"], capacity=max(1, n))
         buffer.slots = {symbol: i for i, symbol in enumerate(state["symbols"])}
-        rows = np.frombuffer(base64.b64decode(state["rows"]), dtype="<f4")
+        rows = np.frombuffer(array_bytes(state["rows"]), dtype="<f4")
         buffer._rows[:n] = rows.reshape(n, buffer.length, buffer.n_features)
         buffer._count[:n] = state["count"]
         return buffer
