@@ -3,8 +3,10 @@
 #   1. the project environment .venv/ (the package, editable, with test extras);
 #   2. the Triton server's own environment .venv-triton/ (numpy < 2);
 #   3. the Kafka broker's jars, resolved by Maven from kafka/pom.xml (cached).
+#   4. headless Chromium (Debian's chromium package) for the training report's
+#      browser test, when /usr/bin/chromium is missing.
 # Needs: python3 (3.11+), Java 17+, Maven; network to PyPI and Maven Central
-# on the first run only.
+# on the first run only (and to Debian's mirror, with root or sudo, for Chromium).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -27,6 +29,19 @@ else
     echo "$WANT" > "$STAMP"
 fi
 
+if [[ -x /usr/bin/chromium ]]; then
+    say "chromium is installed"
+else
+    say "installing chromium (Debian package) for the report's browser test"
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    if ! { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >&2 \
+        || [[ ! -x /usr/bin/chromium ]]; then
+        say "error: could not install Chromium: run 'apt-get install chromium' as root (Debian's package mirror must be reachable), then rerun scripts/setup.sh"
+        exit 1
+    fi
+fi
+
 bash scripts/setup-triton.sh
 .venv/bin/python -m signalml.services.kafka resolve >/dev/null
-say "ready: .venv, .venv-triton, Kafka jars"
+say "ready: .venv, .venv-triton, Kafka jars, chromium"

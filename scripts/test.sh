@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 
-was_up=$(.venv/bin/signalml status --json | .venv/bin/python -c 'import json,sys; print(all(v["running"] for v in json.load(sys.stdin).values()))')
+was_up=$(.venv/bin/signalml status --json | .venv/bin/python -c 'import json,sys; s=json.load(sys.stdin); print(all(s[n]["running"] for n in ("kafka", "triton")))')
 if [[ "$was_up" != True ]]; then
     trap '.venv/bin/signalml down' EXIT
     .venv/bin/signalml up

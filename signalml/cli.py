@@ -44,12 +44,18 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from signalml.services.stack import Stack
+    from signalml.status import drift_lines, drift_status, model_set_lines, model_set_status
 
-    status = Stack(settings).status()
+    services = Stack(settings).status()
+    triton = services["triton"]
+    triton_models = triton.get("models") if triton.get("running") and "error" not in triton else None
+    model_set = model_set_status(settings, triton_models)
+    drift = drift_status(settings, count=args.drift_events, kafka_error=services["kafka"].get("error"))
     if args.json:
-        print(json.dumps(status, indent=2, default=str))
+        print(json.dumps({**services, "model_set": model_set, "drift": drift}, indent=2, default=str))
     else:
-        _print_status(status)
+        _print_status(services)
+        print("\n".join(model_set_lines(model_set) + drift_lines(drift)))
     return 0
 
 
@@ -84,6 +90,22 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from stream.predict import predict
+
+    with tqdm(unit="bar time", desc="predict", disable=args.quiet or None) as bar:
+        def start(total: int):
+            bar.reset(total=total)
+            return bar.update
+
+        summary = predict(settings, args.bars, args.out, model_set=args.model_set, symbols=args.symbols,
+                          start=args.from_date, end=args.to_date, progress=start)
+    print(json.dumps({"predict": summary.as_dict()}, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     from stream.features.batch import write_features
 
@@ -110,6 +132,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from stream.bench_e2e import run
 
         result = run(settings)
+    elif args.target == "api":
+        from stream.bench_api import run
+
+        result = run(settings, quick=args.quick)
     elif args.target == "inference":
         from models.bench_inference import run
 
@@ -159,6 +185,39 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.monitor.app import run
+
+    run(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from training.retrain import RetrainLoop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loop = RetrainLoop(settings, bars_path=args.bars)
+    if args.once:
+        decision = loop.retrain(reason="signalml retrain --once")
+        print(json.dumps({"retrain": decision}, indent=2, default=str))
+        return 0
+    every = settings.retrain.schedule_s if args.every is None else args.every
+    loop.watch(every_s=every or None, idle_exit_s=args.idle_exit)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from signalml.demo import DemoOptions, run_demo
+    from signalml.demo.view import summary_lines
+
+    options = DemoOptions(speed=args.speed, tail_days=args.tail_days, out=args.out, quick=args.quick,
+                          live=args.live and sys.stdout.isatty(), stop=args.stop, config=args.config)
+    print("\n".join(summary_lines(run_demo(settings, options))))
+    return 0
+
+
 def not_implemented(name: str) -> Handler:
     def handler(args: argparse.Namespace, settings: Settings) -> int:
         raise NotImplementedYet(f"signalml {name}: not implemented yet")
@@ -181,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="stop the embedded services")
     p.add_argument("--only", choices=services, help="stop just one service")
     p.set_defaults(handler=cmd_down)
-    p = sub.add_parser("status", help="what runs: pids, ports, versions, topics, models")
+    p = sub.add_parser("status", help="what runs: pids, ports, versions, topics, models; the model set; drift events")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--drift-events", type=int, default=5, metavar="N", help="how many of the last drift events (default 5)")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("replay", help="publish a bars file (parquet or CSV) to Kafka")
@@ -195,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="summary on one line")
     p.set_defaults(handler=cmd_replay)
 
+    p = sub.add_parser("predict", help="score a bars file with a published model set, as the engine would")
+    p.add_argument("--bars", required=True, help="parquet or CSV file of bars")
+    p.add_argument("--out", required=True, help="output file of signals: .parquet or .csv")
+    p.add_argument("--model-set", metavar="ID", help="a stored model set (default: the current one)")
+    p.add_argument("--symbols", nargs="+", help="only these symbols")
+    p.add_argument("--from", dest="from_date", help="first date, inclusive (YYYY-MM-DD); warm-up starts there")
+    p.add_argument("--to", dest="to_date", help="last date, inclusive (YYYY-MM-DD)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="summary on one line")
+    p.set_defaults(handler=cmd_predict)
+
     p = sub.add_parser("features", help="batch features of a bars file, through the streaming code")
     p.add_argument("--bars", required=True)
     p.add_argument("--out", required=True, help="output parquet file")
@@ -206,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bars", help="bars file (default: the bundled data)")
     p.add_argument("--rows", type=int, default=None, help="limit the rows used (replay)")
     p.add_argument("--out", help="output folder (train; default artifacts/bench-train)")
+    p.add_argument("--quick", action="store_true", help="a short run (api)")
     p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("serve", help="run the engine: bars in, signals out")
@@ -224,14 +296,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback", action="store_true", help="republish the previous model set")
     p.set_defaults(handler=cmd_publish)
 
-    for name, text in (
-        ("monitor", "run the drift monitor"),
-        ("demo", "everything on the bundled data, one command"),
-    ):
-        p = sub.add_parser(name, help=text + " (not implemented yet)")
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(handler=not_implemented(name))
+    p = sub.add_parser("monitor", help="run the drift monitor (Faust worker): realised IC, detectors, drift events")
+    p.add_argument("--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug"))
+    p.set_defaults(handler=cmd_monitor)
+
+    p = sub.add_parser("retrain", help="retrain on drift (--watch), on a schedule, or once; publish only if better")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--watch", action="store_true", help="consume drift events and retrain on those that qualify")
+    mode.add_argument("--once", action="store_true", help="retrain now, once")
+    p.add_argument("--every", type=float, default=None, metavar="S",
+                   help="also retrain every S seconds (default retrain.schedule_s; with --watch)")
+    p.add_argument("--bars", help="history from this bars file instead of the bars topic")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="S",
+                   help="--watch: stop once no drift event arrived for S seconds")
+    p.set_defaults(handler=cmd_retrain)
+
+    p = sub.add_parser("demo", help="everything on the bundled data, one command: train, publish, serve, replay, watch")
+    p.add_argument("--speed", type=_positive, default=4.0, help="tail bar times per second (default 4)")
+    p.add_argument("--tail-days", type=int, default=None, metavar="N",
+                   help="bar times held back from training and replayed (default 120; 30 with --quick)")
+    p.add_argument("--out", default="artifacts/demo", help="artifacts folder (default artifacts/demo)")
+    p.add_argument("--quick", action="store_true", help="40 symbols, tiny models: a run of about a minute (tests)")
+    p.add_argument("--no-live", dest="live", action="store_false",
+                   help="plain log lines instead of the live view (automatic when stdout is not a terminal)")
+    p.add_argument("--stop", action="store_true", help="at the end, stop the services this run started")
+    p.set_defaults(handler=cmd_demo)
     return parser
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if number > 0:
+        return number
+    raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}")
 
 
 def _speed(value: str) -> str:

@@ -194,7 +194,13 @@ class ServingSettings(Section):
     consumer_group: str = Field("signalml-engine", min_length=1)
     consume_batch: int = Field(500, ge=1)
     commit_interval_s: float = Field(1.0, gt=0, description="longest time consumed bars stay uncommitted")
+    snapshot_every_bar_times: int = Field(
+        20, ge=1, description="bar times between full state snapshots while busy (idle, one is written at once)"
+    )
     psi_window_bars: int = Field(20, ge=1)
+    # champion: the control topic's model_set key, signals to topics.signals;
+    # challenger: the model_set.challenger key, signals to topics.signals_challenger.
+    role: Literal["champion", "challenger"] = "champion"
 
 
 # ---------------------------------------------------------------- monitor
@@ -203,6 +209,52 @@ class ServingSettings(Section):
 class MonitorSettings(Section):
     http_host: str = Field("127.0.0.1", min_length=1, pattern=HOST_PATTERN)
     http_port: int = Field(8091, ge=1, le=65535)
+    app_id: str = Field("signalml-monitor", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                        description="Faust app id: consumer group and table changelog prefix")
+    session_timeout_s: float = Field(30.0, ge=6.0, le=300.0,
+                                     description="Kafka group session: how long a dead worker holds its partitions")
+    ic_window_bars: int = Field(20, ge=2, description="bar times in the rolling rank IC")
+    min_names: int = Field(5, ge=3, description="fewest symbols with a matured return for a rank IC")
+    grace_bars: int = Field(5, ge=0, description="bar times past the horizon before a missing return is given up")
+    history_bars: int = Field(1300, ge=10, description="closes kept per symbol for joining late signals")
+    ic_decay_warning_z: float = Field(2.0, gt=0)
+    ic_decay_critical_z: float = Field(3.0, gt=0)
+    adwin_delta: float = Field(0.002, gt=0, lt=1)
+    page_hinkley_delta: float = Field(0.05, ge=0)
+    page_hinkley_threshold: float = Field(3.0, gt=0)
+    page_hinkley_min_bars: int = Field(30, ge=1)
+    detector_memory_bars: int = Field(500, ge=20, description="inputs a detector keeps for a restart")
+    score_psi_window_bars: int = Field(20, ge=1, description="bar times per score-PSI window")
+
+    @model_validator(mode="after")
+    def _critical_above_warning(self) -> "MonitorSettings":
+        if self.ic_decay_critical_z < self.ic_decay_warning_z:
+            raise ValueError(f"ic_decay_critical_z ({self.ic_decay_critical_z}) must be >= "
+                             f"ic_decay_warning_z ({self.ic_decay_warning_z})")
+        return self
+
+
+# ---------------------------------------------------------------- retrain
+
+
+class RetrainSettings(Section):
+    min_severity: Literal["info", "warning", "critical"] = "critical"
+    kinds: tuple[str, ...] = ("ic_decay", "score_psi", "feature_psi")
+    history_bars: int = Field(504, ge=60, description="most recent bar times to retrain and evaluate on")
+    evaluation_bars: int = Field(63, ge=5, description="the most recent bar times, held out for candidate vs current")
+    min_improvement: float = Field(0.0, ge=0, description="rank IC the candidate must add over the current set")
+    cooldown_s: float = Field(3600.0, ge=0, description="drift events this soon after a retrain are skipped")
+    schedule_s: float = Field(0.0, ge=0, description="retrain every this many seconds (0: on drift only)")
+    consumer_group: str = Field("signalml-retrain", min_length=1)
+    out_dir: str = "artifacts/retrain"
+    http_host: str = Field("127.0.0.1", min_length=1, pattern=HOST_PATTERN)
+    http_port: int = Field(8092, ge=0, le=65535, description="metrics; 0 = none")
+
+    @model_validator(mode="after")
+    def _evaluation_inside_history(self) -> "RetrainSettings":
+        if self.evaluation_bars >= self.history_bars:
+            raise ValueError(f"evaluation_bars ({self.evaluation_bars}) must be below history_bars ({self.history_bars})")
+        return self
 
 
 # ---------------------------------------------------------------- kafka
@@ -222,6 +274,7 @@ class TopicsSettings(Section):
     bars: TopicSettings = _topic("bars", 4)
     bars_dlq: TopicSettings = _topic("bars.dlq", 1)
     signals: TopicSettings = _topic("signals", 4)
+    signals_challenger: TopicSettings = _topic("signals.challenger", 4)
     drift: TopicSettings = _topic("drift", 1)
     control: TopicSettings = _topic("control", 1, **{"cleanup.policy": "compact"})
     engine_state: TopicSettings = _topic(
@@ -298,6 +351,7 @@ class Settings(Section):
     ensemble: EnsembleSettings = EnsembleSettings()
     serving: ServingSettings = ServingSettings()
     monitor: MonitorSettings = MonitorSettings()
+    retrain: RetrainSettings = RetrainSettings()
     kafka: KafkaSettings = KafkaSettings()
     triton: TritonSettings = TritonSettings()
     paths: PathSettings = PathSettings()

@@ -35,7 +35,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import msgspec
 import numpy as np
@@ -166,7 +169,12 @@ class SignalWatcher:
     def _loop(self) -> None:
         try:
             while not self.stop.is_set():
-                for msg in self.consumer.consume(10_000, timeout=0.05):
+                # poll waits for the first message only; consume(n, t) alone
+                # would wait for n messages or the whole timeout.
+                first = self.consumer.poll(0.05)
+                if first is None:
+                    continue
+                for msg in (first, *self.consumer.consume(10_000, timeout=0)):
                     if msg.error() is not None:
                         continue
                     now = time.perf_counter()
@@ -400,29 +408,15 @@ def run(
     train_symbols: int = 30,
 ) -> dict:
     """Run the benchmark in a private world; returns the figures (see the module docstring)."""
-    from models.publish import publish
-    from signalml.services.triton import TritonServer
-    from training import run_training
-
     if quick:
         symbols, latency_symbols = (40,), (40,)
         warmup_bars, scored_bar_times, scored_bar_times_large = 25, 4, 4
         latency_bar_times, interval_s, naive_bars = 4, 0.5, 200
-    tag = uuid.uuid4().hex[:8]
-    tmp = Path(tempfile.mkdtemp(prefix="signalml-bench-e2e-"))
-    world = _world_settings(settings, tmp, tag, warmup_bars)
-    created = [t.name for t in world.kafka.topics.all().values()]
-    triton = None
     result: dict = {"throughput_bars_per_s": {}, "throughput": {}, "latency_ms": {}}
-    try:
-        KafkaBroker(world).ensure_topics()
-        started = time.perf_counter()
-        all_symbols = sorted(pd.read_parquet(DATA, columns=["symbol"])["symbol"].unique())[:train_symbols]
-        run_training(world, DATA, tmp / "train", progress=False, bars=read_bars(DATA, symbols=all_symbols, start="2018-01-01"))
-        triton = TritonServer(world)
-        triton.start()
-        manifest = publish(world, tmp / "train")
-        result["setup_s"] = round(time.perf_counter() - started, 1)
+    with private_world(settings, warmup_bars=warmup_bars, train_symbols=train_symbols,
+                       prefix="signalml-bench-e2e-") as pw:
+        world, manifest, created, tag = pw.settings, pw.manifest, pw.created, pw.tag
+        result["setup_s"] = pw.setup_s
         result["members"] = [f"{m.name} v{m.version} ({m.input})" for m in manifest.members]
         result["model_set"] = manifest.model_set
 
@@ -459,6 +453,46 @@ def run(
             "engine and the bench share them."
         )
         return result
+
+
+@dataclass
+class PrivateWorld:
+    """What :func:`private_world` set up. ``created`` lists the topics to
+    delete at the end; :func:`_fresh` adds to it."""
+
+    settings: Settings
+    manifest: object  # ModelSetManifest
+    tmp: Path
+    tag: str
+    created: list[str]
+    setup_s: float
+
+
+@contextmanager
+def private_world(settings: Settings, *, warmup_bars: int, train_symbols: int = 30,
+                  prefix: str = "signalml-bench-") -> Iterator[PrivateWorld]:
+    """Own topics (``bench.*.<tag>``) on the configured broker, an own Triton
+    on free ports, and a small model set trained on ``train_symbols`` symbols
+    of the bundled data since 2018, published to it. Everything is removed
+    on exit."""
+    from models.publish import publish
+    from signalml.services.triton import TritonServer
+    from training import run_training
+
+    tag = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    world = _world_settings(settings, tmp, tag, warmup_bars)
+    created = [t.name for t in world.kafka.topics.all().values()]
+    triton = None
+    try:
+        KafkaBroker(world).ensure_topics()
+        started = time.perf_counter()
+        all_symbols = sorted(pd.read_parquet(DATA, columns=["symbol"])["symbol"].unique())[:train_symbols]
+        run_training(world, DATA, tmp / "train", progress=False, bars=read_bars(DATA, symbols=all_symbols, start="2018-01-01"))
+        triton = TritonServer(world)
+        triton.start()
+        manifest = publish(world, tmp / "train")
+        yield PrivateWorld(world, manifest, tmp, tag, created, round(time.perf_counter() - started, 1))
     finally:
         if triton is not None:
             try:

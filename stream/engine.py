@@ -5,6 +5,12 @@ barrier → for each closed cross-section: features, model inputs, Triton
 scores, ensemble, signals → commit signals, dead letters, drift events, the
 state snapshot and the consumed offsets in one transaction.
 
+The snapshot in each transaction is small: the validator, barrier and drift
+state whole, and the feature pipeline as a journal of the inputs applied
+since its last full *base* state. A base (a few MB at 500 symbols) is written
+when the engine is idle, or every ``snapshot_every_bar_times`` bar times while
+it catches up, in the same transaction as the journal that restarts from it.
+
 Recovery is one mechanism for every failure: abort the open transaction,
 restore the last committed snapshot, seek the consumer back to the offsets
 committed with it. A crash does this at start-up; Triton becoming
@@ -27,17 +33,30 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from signalml.config import Settings
 from signalml.contracts import encode
 from stream.barrier import CrossSectionBarrier
-from stream.checkpoint import Checkpoint, latest_snapshot
+from stream.checkpoint import Checkpoint, base_key, latest_records
 from stream.decode import BarValidator, Rejection, dead_letter
 from stream.drift import FeatureDriftWindow
 from stream.inference.errors import InferenceError
 from stream.model_set import ControlListener, ModelSet
 from stream.observability import EngineMetrics, HealthServer
 from stream.pipeline import CrossSectionPipeline
+from stream.query import CommittedState, query_routes
+from stream.roles import signals_topic
 
 log = logging.getLogger("signalml.engine")
 
-ENGINE_SNAPSHOT_VERSION = 1
+ENGINE_SNAPSHOT_VERSION = 2  # 2: msgpack, a journal over a base (1: JSON, the full state each time)
+
+
+def _decode_snapshot(raw: bytes) -> dict:
+    try:
+        state = msgspec.msgpack.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"engine snapshot is not msgpack (an older engine's?): {exc}") from None
+    if not isinstance(state, dict) or state.get("version") != ENGINE_SNAPSHOT_VERSION:
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"engine snapshot version {found!r} is not {ENGINE_SNAPSHOT_VERSION}")
+    return state
 
 
 class TritonUnavailable(Exception):
@@ -60,6 +79,7 @@ class Engine:
         self.last_loop_at = time.monotonic()
         self.committed: dict[str, Any] = {"ts": None, "signals": {}}
         self.pending_signals: list = []
+        self.query = CommittedState(self.engine_id)  # the committed view the query API answers from
         self.uncommitted = 0
         self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
         self._reset_state()
@@ -72,13 +92,18 @@ class Engine:
         self.barrier = CrossSectionBarrier(self.serving.barrier_timeout_s)
         self.drift: FeatureDriftWindow | None = None
         self.drift_state: dict | None = None
+        self.base_seq = 0  # the pipeline base the journal continues; 0: the initial state
 
     def snapshot(self) -> bytes:
-        return msgspec.json.encode(
+        """The engine state committed with every transaction, as msgpack
+        (plain data, arrays as raw bytes; no pickle): the pipeline's journal
+        since its base (see :meth:`base_snapshot`) and the small parts whole."""
+        return msgspec.msgpack.encode(
             {
                 "version": ENGINE_SNAPSHOT_VERSION,
                 "engine_id": self.engine_id,
-                "pipeline": self.pipeline.state(),
+                "base_seq": self.base_seq,
+                "journal": self.pipeline.journal,
                 "validator": self.validator.state(),
                 "barrier": self.barrier.state(),
                 "model_set": self.model_set.id if self.model_set else None,
@@ -86,14 +111,33 @@ class Engine:
             }
         )
 
-    def restore(self, snapshot: bytes | None) -> None:
+    def base_snapshot(self) -> bytes:
+        """The pipeline's full state, which from now on the journal continues."""
+        self.base_seq += 1
+        return msgspec.msgpack.encode(
+            {
+                "version": ENGINE_SNAPSHOT_VERSION,
+                "engine_id": self.engine_id,
+                "seq": self.base_seq,
+                "pipeline": self.pipeline.rebase(),
+            }
+        )
+
+    def restore(self, snapshot: bytes | None, base: bytes | None = None) -> None:
         self._reset_state()
         if snapshot is None:
             return
-        state = msgspec.json.decode(snapshot)
-        if state.get("version") != ENGINE_SNAPSHOT_VERSION:
-            raise ValueError(f"engine snapshot version {state.get('version')!r} is not {ENGINE_SNAPSHOT_VERSION}")
-        self.pipeline.restore(state["pipeline"])
+        state = _decode_snapshot(snapshot)
+        pipeline_base = None
+        if state["base_seq"]:
+            if base is None:
+                raise ValueError(f"engine snapshot refers to base {state['base_seq']}, which is missing")
+            base_state = _decode_snapshot(base)
+            if base_state.get("seq") != state["base_seq"]:
+                raise ValueError(f"engine snapshot refers to base {state['base_seq']}, found {base_state.get('seq')}")
+            pipeline_base = base_state["pipeline"]
+        self.base_seq = state["base_seq"]
+        self.pipeline.restore(pipeline_base, state["journal"])
         self.validator.restore(state["validator"])
         self.barrier.restore(state["barrier"])
         self.drift_state = state.get("drift")
@@ -121,7 +165,8 @@ class Engine:
         metadata = self.consumer.list_topics(self.bars_topic, timeout=30).topics[self.bars_topic]
         self.partitions = sorted(metadata.partitions)
         self.checkpoint = Checkpoint(self.settings, self.consumer, self.engine_id)
-        self.control = ControlListener(self.settings)
+        self.control = ControlListener(self.settings)  # the manifest key of serving.role
+        self.signals_topic = signals_topic(self.settings)
         if self.scorer is None:
             from stream.inference.sync import SyncInferenceClient
 
@@ -133,7 +178,9 @@ class Engine:
     def _rewind(self) -> None:
         """Back to the last committed snapshot and offsets."""
         self.checkpoint.abort()
-        self.restore(latest_snapshot(self.settings, self.engine_id))
+        self.query.discard()
+        records = latest_records(self.settings, [self.engine_id.encode(), base_key(self.engine_id)])
+        self.restore(records.get(self.engine_id.encode()), records.get(base_key(self.engine_id)))
         committed = self.consumer.committed([TopicPartition(self.bars_topic, p) for p in self.partitions], timeout=30)
         positions = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed]
@@ -191,7 +238,8 @@ class Engine:
         self._connect()
         http = None
         if serve_http:
-            http = HealthServer(self.serving.http_host, self.serving.http_port, self.metrics, self.status).start()
+            http = HealthServer(self.serving.http_host, self.serving.http_port, self.metrics, self.status,
+                                query_routes(self.query, self.metrics)).start()
         try:
             self._rewind()
             self._poll_control(self.control.read_to_end())
@@ -207,6 +255,10 @@ class Engine:
                     continue
                 if got_bars:
                     last_bar_at = time.monotonic()
+                elif self.pipeline.journal and not self.uncommitted:
+                    # Idle: write the full state now, off the path of the
+                    # next cross-section, so its transaction stays small.
+                    self._commit(rebase=True)
                 elif idle_exit_s is not None and time.monotonic() - last_bar_at > idle_exit_s and not self.uncommitted:
                     break
         finally:
@@ -214,7 +266,7 @@ class Engine:
 
     def _step(self) -> bool:
         self._poll_control()
-        messages = self.consumer.consume(self.serving.consume_batch, timeout=self._poll_timeout())
+        messages = self._consume()
         consumed_at = time.monotonic()
         closed = []
         got_bars = False
@@ -241,6 +293,17 @@ class Engine:
         self._update_gauges()
         return got_bars
 
+    def _consume(self) -> list:
+        """What is ready, up to ``consume_batch`` messages. ``consume(n, t)``
+        alone waits until it has ``n`` messages or ``t`` has passed, which
+        would hold a complete cross-section back for the whole timeout: wait
+        for the first message only, then take what has arrived."""
+        first = self.consumer.poll(self._poll_timeout())
+        if first is None:
+            return []
+        more = self.serving.consume_batch - 1
+        return [first, *self.consumer.consume(more, timeout=0)] if more else [first]
+
     def _poll_timeout(self) -> float:
         deadline = self.barrier.next_deadline_s()
         return 0.1 if deadline is None else min(0.1, deadline)
@@ -266,6 +329,7 @@ class Engine:
     def _process(self, xs) -> None:
         self.metrics.cross_sections.labels(xs.reason).inc()
         prepared = self.pipeline.prepare(xs)
+        self.query.stage(prepared, self.pipeline.features)
         self.metrics.last_bar_ts.set(xs.ts)
         past_warmup = self.pipeline.bar_times > self.serving.warmup_bars
         if self.model_set is None and self.unwarmed is not None and past_warmup:
@@ -282,7 +346,7 @@ class Engine:
         self.triton_ok = True
         self.metrics.triton_up.set(1)
         started = time.perf_counter()
-        topic = self.settings.kafka.topics.signals.name
+        topic = self.signals_topic
         for signal in signals:
             self.checkpoint.produce(topic, signal.symbol.encode(), encode(signal))
         if self.drift is not None:
@@ -297,10 +361,13 @@ class Engine:
         for stage, seconds in stages.items():
             self.metrics.stage_latency.labels(stage).observe(seconds)
 
-    def _commit(self) -> None:
+    def _commit(self, *, rebase: bool = False) -> None:
         started = time.perf_counter()
-        self.checkpoint.commit(self.snapshot())
+        rebase = rebase or len(self.pipeline.journal) >= self.serving.snapshot_every_bar_times
+        base = self.base_snapshot() if rebase else None
+        self.checkpoint.commit(self.snapshot(), base=base)
         self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
+        self.query.publish(self.pending_signals, self.model_set, self.barrier.last_closed_ts)
         self.last_commit = time.monotonic()
         self.uncommitted = 0
         signals = self.pending_signals

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from models.ensemble import Ensemble, from_manifest
 from signalml.config import Settings
 from signalml.contracts import ModelSetManifest, decoder, schema_hash
+from stream.roles import control_key
 
 log = logging.getLogger("signalml.engine")
 
@@ -62,10 +63,13 @@ class ModelSet:
 
 class ControlListener:
     """Reads manifests from the control topic (all of it at start, then new
-    ones as they arrive); the latest decodable one wins."""
+    ones as they arrive); the latest decodable one under ``key`` wins. The
+    key defaults to the one of ``serving.role`` (see :mod:`stream.roles`):
+    a challenger's manifest never reaches a champion engine."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, key: bytes | None = None):
         self.topic = settings.kafka.topics.control.name
+        self.key = key if key is not None else control_key(settings.serving.role)
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -111,6 +115,8 @@ class ControlListener:
         return latest
 
     def _decode(self, msg) -> ModelSetManifest | None:
+        if msg.key() != self.key:
+            return None
         try:
             return _manifest_decoder.decode(msg.value())
         except msgspec.DecodeError as exc:

@@ -1,13 +1,16 @@
 """The engine's Prometheus metrics and its HTTP endpoints (``/metrics``,
-``/health``, ``/ready``), served on ``serving.http_host:http_port``."""
+``/health``, ``/ready``, plus the routes a caller adds, e.g. the query API
+of :mod:`stream.query`), served on ``serving.http_host:http_port``."""
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable
 
+import msgspec
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -41,19 +44,52 @@ class EngineMetrics:
         return self.stage_latency.labels(stage).time()
 
 
+# A route answers the query string of a GET with (status, body); the body is
+# a JSON-encodable object (dicts, lists, msgspec Structs, numpy values) or
+# bytes already encoded as JSON.
+Route = Callable[[str], "tuple[int, Any]"]
+
+log = logging.getLogger("signalml.http")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+# msgspec writes a non-finite float as null: the output is always valid JSON.
+_encode_json = msgspec.json.Encoder(enc_hook=_json_default).encode
+
+
 class HealthServer:
     """``/metrics`` for Prometheus; ``/health`` (200 while the engine loop
     runs, 503 when it is stuck or Triton is unavailable) and ``/ready`` (200
-    once it serves a model set). ``status`` returns the JSON body."""
+    once it serves a model set). ``status`` returns the JSON body.
+
+    ``extra_routes`` maps more paths to :data:`Route` functions. Every path
+    answers GET and HEAD; other methods get 405. A route that raises answers
+    500 with the error (and logs it) instead of dropping the connection.
+    Connections are kept alive (HTTP/1.1) and closed after ``idle_timeout_s``
+    without a request."""
 
     def __init__(self, host: str, port: int, metrics: EngineMetrics, status: Callable[[], dict],
-                 extra_routes: dict[str, Callable[[str], tuple[int, dict]]] | None = None):
+                 extra_routes: dict[str, Route] | None = None, *, idle_timeout_s: float = 30.0):
         self.metrics = metrics
         self.status = status
         self.extra_routes = extra_routes or {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes; with Nagle on, a kept-alive
+            # connection waits for the client's delayed ACK (~40 ms) in between.
+            disable_nagle_algorithm = True
+            timeout = idle_timeout_s
+            _head_only = False
+
             def do_GET(self):  # noqa: N802 - http.server's name
                 path, _, query = self.path.partition("?")
                 if path == "/metrics":
@@ -64,18 +100,45 @@ class HealthServer:
                     return self._json(200 if ok else 503, body)
                 route = server.extra_routes.get(path)
                 if route is not None:
-                    return self._json(*route(query))
+                    try:
+                        code, body = route(query)
+                    except Exception as exc:  # noqa: BLE001 - a bug answers 500, it does not kill the connection
+                        log.exception("GET %s failed", self.path)
+                        code, body = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}
+                    return self._json(code, body)
                 return self._json(404, {"error": f"no such path: {path}"})
 
-            def _json(self, code: int, body: dict):
-                self._send(code, json.dumps(body, default=str).encode(), "application/json")
+            def do_HEAD(self):  # noqa: N802
+                self._head_only = True
+                self.do_GET()
 
-            def _send(self, code: int, body: bytes, content_type: str):
+            def _not_allowed(self):
+                self.close_connection = True  # a request body may follow, unread
+                self._json(405, {"error": f"{self.command} is not allowed: this server is read-only (GET, HEAD)"},
+                           {"Allow": "GET, HEAD"})
+
+            def __getattr__(self, name: str):
+                # http.server answers a method without a do_<METHOD> with 501,
+                # a server error; for this read-only server any method but GET
+                # and HEAD is the client's mistake.
+                if name.startswith("do_"):
+                    return self._not_allowed
+                raise AttributeError(name)
+
+            def _json(self, code: int, body: Any, headers: dict[str, str] | None = None):
+                data = body if isinstance(body, (bytes, bytearray)) else _encode_json(body)
+                self._send(code, data, "application/json", headers)
+
+            def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None):
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if not self._head_only:
+                    self.wfile.write(body)
+                self._head_only = False
 
             def log_message(self, *args):  # requests are not worth a log line each
                 pass

@@ -22,6 +22,7 @@ from signalml.config import Settings
 from signalml.contracts import Signal
 from stream.barrier import CrossSection
 from stream.features import FeatureEngine, feature_names
+from stream.features.codec import array_bytes
 from stream.features.normalize import normalize_cross_section
 from stream.model_set import ModelSet
 from stream.sequence_buffer import SequenceBuffer
@@ -51,6 +52,7 @@ class Prepared:
     symbols: list[str]
     features: np.ndarray  # float32 [N, F], normalised
     stage_s: dict[str, float] = field(default_factory=dict)
+    raw: np.ndarray | None = None  # float64 [N, F]: the feature engine's values, before normalisation
 
 
 class CrossSectionPipeline:
@@ -60,16 +62,20 @@ class CrossSectionPipeline:
         self.features = FeatureEngine(settings.features)
         self.sequences = SequenceBuffer(sequence_capacity(settings), len(self.names))
         self.bar_times = 0
+        self.journal: list = []  # inputs applied since the last base, see state()
 
     # ---------------------------------------------------------------- steps
 
     def prepare(self, xs: CrossSection) -> Prepared:
         """Update the state with the bars of ``xs`` and build the inputs."""
+        symbols = [b.symbol for b in xs.bars]
+        columns = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in xs.bars], dtype=np.float64).T
+        self.journal.append(["xs", xs.ts, symbols, columns.tobytes()])
+        return self._apply(xs.ts, symbols, columns)
+
+    def _apply(self, ts: int, symbols: list[str], columns: np.ndarray) -> Prepared:
         started = time.perf_counter()
-        bars = xs.bars
-        symbols = [b.symbol for b in bars]
-        columns = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in bars], dtype=np.float64).T
-        frame = self.features.update(xs.ts, np.array(symbols, dtype=str), *columns)
+        frame = self.features.update(ts, np.array(symbols, dtype=str), *columns)
         after_features = time.perf_counter()
         accepted = frame.accepted
         if not accepted.all():  # the validator upstream makes this rare (e.g. a bar replayed twice)
@@ -80,12 +86,17 @@ class CrossSectionPipeline:
         self.sequences.update(symbols, normalised)
         self.bar_times += 1
         done = time.perf_counter()
-        return Prepared(xs.ts, symbols, normalised,
-                        {"features": after_features - started, "normalize": done - after_features})
+        return Prepared(ts, symbols, normalised,
+                        {"features": after_features - started, "normalize": done - after_features}, raw=values)
 
     def apply_late(self, bar) -> None:
         """A late bar updates its symbol's features (not scored, not sequenced)."""
-        self.features.update_bar(bar.symbol, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        values = [bar.open, bar.high, bar.low, bar.close, bar.volume]
+        self.journal.append(["late", bar.ts, bar.symbol, values])
+        self._apply_late(bar.symbol, bar.ts, values)
+
+    def _apply_late(self, symbol: str, ts: int, values: list[float]) -> None:
+        self.features.update_bar(symbol, ts, *values)
 
     def score(self, prepared: Prepared, model_set: ModelSet, scorer: Scorer) -> list[Signal]:
         """Member scores through ``scorer``, the ensemble, the signals."""
@@ -103,8 +114,16 @@ class CrossSectionPipeline:
         return signals
 
     # ---------------------------------------------------------------- snapshot
+    #
+    # The full state is a few MB at 500 symbols (feature windows, sequence
+    # buffers), too much to write with every transaction. So the engine
+    # writes it now and then as a *base*, and each transaction carries the
+    # *journal*: the inputs applied since that base, a few tens of kB per bar
+    # time. Restoring is the base plus the journal replayed, which rebuilds
+    # the state bit for bit since every step is deterministic.
 
     def state(self) -> dict:
+        """The full state (a base); :attr:`journal` holds what came after it."""
         return {
             "version": SNAPSHOT_VERSION,
             "features": self.features.state(),
@@ -112,12 +131,31 @@ class CrossSectionPipeline:
             "bar_times": self.bar_times,
         }
 
-    def restore(self, state: dict) -> None:
-        if state.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"unknown pipeline snapshot version {state.get('version')!r}")
-        self.features = FeatureEngine.from_state(state["features"])
-        sequences = SequenceBuffer.from_state(state["sequences"])
-        if (sequences.length, sequences.n_features) != (self.sequences.length, self.sequences.n_features):
-            raise ValueError("the snapshot's sequence buffer does not match the configuration")
-        self.sequences = sequences
-        self.bar_times = int(state["bar_times"])
+    def rebase(self) -> dict:
+        """The full state, which the journal from now on continues."""
+        state = self.state()
+        self.journal = []
+        return state
+
+    def restore(self, state: dict | None, journal: list | None = None) -> None:
+        """Back to ``state`` (None: the initial state), then replay ``journal``."""
+        if state is not None:
+            if state.get("version") != SNAPSHOT_VERSION:
+                raise ValueError(f"unknown pipeline snapshot version {state.get('version')!r}")
+            self.features = FeatureEngine.from_state(state["features"])
+            sequences = SequenceBuffer.from_state(state["sequences"])
+            if (sequences.length, sequences.n_features) != (self.sequences.length, self.sequences.n_features):
+                raise ValueError("the snapshot's sequence buffer does not match the configuration")
+            self.sequences = sequences
+            self.bar_times = int(state["bar_times"])
+        for event in journal or []:
+            if event[0] == "xs":
+                _, ts, symbols, raw = event
+                columns = np.frombuffer(array_bytes(raw), dtype=np.float64).reshape(5, len(symbols))
+                self._apply(int(ts), list(symbols), columns)
+            elif event[0] == "late":
+                _, ts, symbol, values = event
+                self._apply_late(symbol, int(ts), [float(v) for v in values])
+            else:
+                raise ValueError(f"unknown pipeline journal event {event[0]!r}")
+        self.journal = list(journal or [])

@@ -14,7 +14,10 @@ from confluent_kafka import KafkaException, Producer
 from signalml.contracts import ModelSetManifest, encode
 from stream.inference.errors import PublishError
 
-MANIFEST_KEY = b"model_set"
+from stream.roles import CHALLENGER_KEY, CHAMPION_KEY
+
+MANIFEST_KEY = CHAMPION_KEY
+__all__ = ["CHALLENGER_KEY", "MANIFEST_KEY", "send_manifest"]
 
 
 def send_manifest(
@@ -24,9 +27,11 @@ def send_manifest(
     *,
     timeout_s: float = 30.0,
     config: dict | None = None,
+    key: bytes = MANIFEST_KEY,
 ) -> tuple[int, int]:
-    """Send ``manifest`` and wait for the broker's ack; returns (partition,
-    offset). Raises PublishError when it is not acknowledged in time."""
+    """Send ``manifest`` under ``key`` (the champion's by default) and wait
+    for the broker's ack; returns (partition, offset). Raises PublishError
+    when it is not acknowledged in time."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -45,7 +50,7 @@ def send_manifest(
             outcome["position"] = (message.partition(), message.offset())
 
     try:
-        producer.produce(topic, key=MANIFEST_KEY, value=encode(manifest), on_delivery=delivered)
+        producer.produce(topic, key=key, value=encode(manifest), on_delivery=delivered)
         producer.flush(timeout_s + 5)
     except (KafkaException, BufferError) as exc:
         raise PublishError(f"control topic {topic!r} on {bootstrap}: sending the manifest failed: {exc}") from None

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from models.export.artifact import ArtifactError, ModelSetArtifact, read_artifact
@@ -48,6 +49,9 @@ from signalml.contracts import ModelSetManifest
 from signalml.errors import ServiceError, SignalMLError
 from stream.inference.errors import InferenceError, PublishError
 from stream.inference.sync import SyncInferenceClient
+from stream.roles import Role, control_key
+
+POINTER_OF = {"champion": "current", "challenger": "challenger"}
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +101,23 @@ def publish(
     target: str | None = None,
     control_topic: str | None = None,
     control_timeout_s: float = 30.0,
+    role: Role = "champion",
 ) -> ModelSetManifest:
     """Publish the model set in ``artifact_dir`` (the training output folder
     or its ``model_set/``); returns the manifest now current. Raises
-    :class:`PublishError`; the running set is then untouched."""
+    :class:`PublishError`; the running set is then untouched.
+
+    ``role="challenger"`` publishes a shadow set: the same checks, its
+    manifest under the challenger's control key (:mod:`stream.roles`) and
+    the store's ``challenger`` pointer; the champion keeps serving."""
     if keep_versions < 2:
         raise ValueError("keep_versions must be >= 2 (the running set and the new one)")
+    pointer = POINTER_OF[role]
     ctx = PublishContext.from_settings(settings, target=target, control_topic=control_topic)
     store = ModelSetStore(ctx.repository)
     with store.lock():
         artifact, checks = _checked_artifact(artifact_dir, ctx)
-        previous = store.current()
+        previous = store.current(pointer)
         exported: list[ExportedMember] = []
         manifest = None
         try:
@@ -124,7 +134,7 @@ def publish(
                 _require_ready(client, manifest)
                 _verify_served(client, manifest, artifact, ctx.target)
             store.write(manifest, artifact.golden_path)
-            send_manifest(ctx.bootstrap, ctx.control_topic, manifest, timeout_s=control_timeout_s)
+            send_manifest(ctx.bootstrap, ctx.control_topic, manifest, timeout_s=control_timeout_s, key=control_key(role))
         except BaseException as exc:
             _withdraw(ctx, exported)
             if manifest is not None:
@@ -135,8 +145,8 @@ def publish(
                 raise PublishError(f"publish of {artifact.directory} failed: {exc}") from exc
             raise
         # Engines may already be switching: from here on nothing is withdrawn.
-        store.set_current(manifest.model_set, "publish")
-        log.info("published %s: %s", manifest.model_set, {m.name: m.version for m in manifest.members})
+        store.set_current(manifest.model_set, "publish", pointer)
+        log.info("published %s (%s): %s", manifest.model_set, role, {m.name: m.version for m in manifest.members})
         _prune(ctx, store, keep_versions)
         return manifest
 
@@ -182,15 +192,39 @@ def rollback(settings, *, control_topic: str | None = None, control_timeout_s: f
         return target
 
 
+def promote(settings, *, control_topic: str | None = None, control_timeout_s: float = 30.0) -> ModelSetManifest:
+    """Make the challenger (shadow) set the champion: its manifest, with
+    ``previous`` set to the champion it replaces (so rollback returns to
+    it), is sent under the champion's key and becomes ``current``; the
+    challenger pointer is cleared. Its versions are already loaded and
+    were checked when it was published as the challenger."""
+    ctx = PublishContext.from_settings(settings, control_topic=control_topic)
+    store = ModelSetStore(ctx.repository)
+    with store.lock():
+        challenger = store.current("challenger")
+        if challenger is None:
+            raise PublishError(f"promote: no challenger model set was published to {ctx.repository}")
+        champion = store.current_id()
+        promoted = msgspec.structs.replace(challenger, previous=champion)
+        with ctx.client() as client:
+            _require_ready(client, promoted)
+        store.write(promoted, store.golden(promoted.model_set))
+        send_manifest(ctx.bootstrap, ctx.control_topic, promoted, timeout_s=control_timeout_s)
+        store.set_current(promoted.model_set, "promote")
+        store.set_current(None, "promote", "challenger")
+        log.info("promoted %s to champion (previous %s)", promoted.model_set, champion)
+        return promoted
+
+
 def current_manifest(settings) -> ModelSetManifest | None:
     """The manifest engines should run (None before the first publish)."""
     return ModelSetStore(settings.triton_repository).current()
 
 
 def load_current(settings) -> ModelSetManifest | None:
-    """Load the current and previous sets' models (after a server
-    restart: explicit mode starts with nothing loaded); returns the current
-    manifest."""
+    """Load the current, previous and challenger sets' models (after a
+    server restart: explicit mode starts with nothing loaded); returns the
+    current manifest."""
     ctx = PublishContext.from_settings(settings)
     store = ModelSetStore(ctx.repository)
     current = store.current()
@@ -202,6 +236,12 @@ def load_current(settings) -> ModelSetManifest | None:
             names |= {m.name for m in store.read(current.previous).members}
         except (FileNotFoundError, ValueError):
             pass
+    try:
+        challenger = store.current("challenger")
+    except (FileNotFoundError, ValueError):
+        challenger = None  # a pointer to a manifest that is gone: nothing shadows
+    if challenger is not None:
+        names |= {m.name for m in challenger.members}
     _load(ctx, sorted(names))
     return current
 
@@ -319,6 +359,9 @@ def _prune(ctx: PublishContext, store: ModelSetStore, keep_versions: int) -> Non
         return
     pinned: dict[str, set[int]] = {}
     sets = [current]
+    challenger = store.current("challenger")
+    if challenger is not None:
+        sets.append(challenger)
     if current.previous:
         try:
             sets.append(store.read(current.previous))

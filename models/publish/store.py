@@ -3,6 +3,7 @@
     <repository>/_model_sets/<id>.json                the manifest, as sent
     <repository>/_model_sets/<id>.golden.safetensors  its golden rows (rollback re-checks them)
     <repository>/_model_sets/current                  the id of the set engines run
+    <repository>/_model_sets/challenger               the id of the shadow set, if one runs
     <repository>/_model_sets/history.jsonl            one line per publish or rollback
     <repository>/_model_sets/.lock                    one publisher at a time
 
@@ -30,6 +31,7 @@ from models.triton_backend.repository import write_atomic
 from signalml.contracts import ModelSetManifest, decoder, encode
 
 FOLDER = "_model_sets"
+POINTERS = ("current", "challenger")
 MODEL_SET_ID = re.compile(r"^ms-[0-9]{14}-[0-9a-f]{8}$")
 _decode = decoder(ModelSetManifest)
 
@@ -70,8 +72,8 @@ class ModelSetStore:
 
     def discard(self, model_set: str) -> None:
         """Delete a stored manifest that never became current."""
-        if model_set == self.current_id():
-            raise ValueError(f"model set {model_set} is current; it cannot be discarded")
+        if model_set in (self.current_id(), self.current_id("challenger")):
+            raise ValueError(f"model set {model_set} is current or the challenger; it cannot be discarded")
         for suffix in (".json", ".golden.safetensors"):
             self._path(model_set, suffix).unlink(missing_ok=True)
 
@@ -84,26 +86,44 @@ class ModelSetStore:
         except msgspec.ValidationError as exc:
             raise ValueError(f"{path}: not a valid model-set manifest ({exc})") from None
 
+    def ids(self) -> list[str]:
+        """The ids of every stored manifest, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.stem for p in self.folder.glob("ms-*.json") if MODEL_SET_ID.fullmatch(p.stem))
+
     def golden(self, model_set: str) -> Path | None:
         path = self._path(model_set, ".golden.safetensors")
         return path if path.is_file() else None
 
-    def current_id(self) -> str | None:
+    def current_id(self, pointer: str = "current") -> str | None:
+        """The id ``pointer`` names: ``current`` (the champion) or ``challenger``."""
+        if pointer not in POINTERS:
+            raise ValueError(f"unknown pointer {pointer!r}; expected one of {list(POINTERS)}")
         try:
-            text = (self.folder / "current").read_text().strip()
+            text = (self.folder / pointer).read_text().strip()
         except FileNotFoundError:
             return None
         return text or None
 
-    def current(self) -> ModelSetManifest | None:
-        model_set = self.current_id()
+    def current(self, pointer: str = "current") -> ModelSetManifest | None:
+        model_set = self.current_id(pointer)
         return self.read(model_set) if model_set else None
 
-    def set_current(self, model_set: str, action: str) -> None:
-        """Point ``current`` at ``model_set`` and append to the history."""
-        self._path(model_set)  # validates the id
-        write_atomic(self.folder / "current", f"{model_set}\n".encode())
-        line = json.dumps({"model_set": model_set, "action": action, "at": int(time.time() * 1000)})
+    def set_current(self, model_set: str | None, action: str, pointer: str = "current") -> None:
+        """Point ``pointer`` at ``model_set`` (None clears a challenger) and
+        append to the history."""
+        if pointer not in POINTERS or (model_set is None and pointer == "current"):
+            raise ValueError(f"cannot set pointer {pointer!r} to {model_set!r}")
+        if model_set is None:
+            (self.folder / pointer).unlink(missing_ok=True)
+        else:
+            self._path(model_set)  # validates the id
+            write_atomic(self.folder / pointer, f"{model_set}\n".encode())
+        entry = {"model_set": model_set, "action": action, "at": int(time.time() * 1000)}
+        if pointer != "current":
+            entry["pointer"] = pointer
+        line = json.dumps(entry)
         with open(self.folder / "history.jsonl", "a") as f:
             f.write(line + "\n")
             f.flush()

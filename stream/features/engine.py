@@ -302,8 +302,10 @@ class FeatureEngine:
 
     def bars_seen(self, symbols: Sequence[str] | np.ndarray) -> np.ndarray:
         """Bars applied per symbol (0 for an unknown symbol)."""
-        rows = [self._registry.row(s) for s in _as_symbols(symbols).tolist()]
-        return np.array([0 if r is None else self._bars_seen[r] for r in rows], dtype=np.int64)
+        rows, known = self._registry.find(_as_symbols(symbols))
+        if not known.any():
+            return np.zeros(len(rows), dtype=np.int64)
+        return np.where(known, self._bars_seen[rows], 0).astype(np.int64)
 
     def ready(self, symbols: Sequence[str] | np.ndarray) -> np.ndarray:
         """Per symbol: every feature has a value from its latest bar on."""

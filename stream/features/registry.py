@@ -83,6 +83,11 @@ class SymbolRegistry:
         rows, _ = self._search(symbols)
         return rows, joined
 
+    def find(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [k] of ``symbols`` (a str array) and whether each is known;
+        adds nothing (an unknown symbol's row is meaningless)."""
+        return self._search(symbols)
+
     def _search(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._dirty:
             known = sorted(self._row_of)

@@ -2,20 +2,18 @@
 
 import pytest
 
-from signalml.cli import EXIT_ERROR, EXIT_NOT_IMPLEMENTED, build_parser, main
-
-LATER = ["monitor", "demo"]
+from signalml.cli import EXIT_ERROR, build_parser, main
 
 
 def test_every_subcommand_of_the_design_exists():
     choices = build_parser()._subparsers._group_actions[0].choices
-    assert set(choices) >= {"up", "down", "status", "replay", "serve", "monitor", "features", "train", "publish", "demo", "bench"}
+    assert set(choices) >= {"up", "down", "status", "replay", "serve", "monitor", "features", "train", "publish", "demo", "bench", "retrain"}
 
 
-@pytest.mark.parametrize("command", LATER)
-def test_a_later_subcommand_says_not_implemented_yet_and_fails(command, capsys):
-    assert main([command]) == EXIT_NOT_IMPLEMENTED
-    assert "not implemented yet" in capsys.readouterr().err
+def test_demo_rejects_a_bad_speed(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--speed", "0"])
+    assert "--speed" in capsys.readouterr().err
 
 
 def test_a_bad_configuration_fails_before_anything_starts(monkeypatch, capsys):
