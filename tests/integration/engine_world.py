@@ -31,7 +31,8 @@ def world_overrides(tmp: Path, tag: str) -> dict:
     topics = {
         key: {"name": f"{base}.{tag}"}
         for key, base in (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
-                          ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
+                          ("signals_challenger", "signals.challenger"), ("drift", "drift"), ("control", "control"),
+                          ("engine_state", "engine.state"))
     }
     return {
         "paths": {"state_dir": str(tmp / "state")},
@@ -50,7 +51,7 @@ def with_output(settings: Settings, tag: str, *, own_bars: bool = False) -> Sett
     """Same bars topic (unless ``own_bars``) and model sets; its own engine,
     group and outputs."""
     data = settings.model_dump(exclude={"root"})
-    keys = ("signals", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
+    keys = ("signals", "signals_challenger", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
     for key in keys:
         data["kafka"]["topics"][key]["name"] += f".{tag}"
     serving = data["serving"]
@@ -119,3 +120,18 @@ def base_settings(tmp: Path, tag: str) -> Settings:
     settings = load_settings(REPO / "signalml.yaml", overrides=world_overrides(tmp, tag))
     KafkaBroker(settings).ensure_topics()
     return settings
+
+
+def run_engines(*settings: Settings, idle_exit_s: float = 4.0, timeout_s: float = 400.0) -> None:
+    """Run one in-process engine per settings, side by side, until each is idle."""
+    import threading
+
+    from stream.engine import Engine
+
+    threads = [threading.Thread(target=Engine(s).run, kwargs={"idle_exit_s": idle_exit_s, "serve_http": False})
+               for s in settings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout_s)
+        assert not thread.is_alive(), "an engine did not go idle"
