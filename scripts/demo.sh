@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The main job on the bundled data: set up, start the embedded stack, replay
-# the bundled bars into Kafka. The stack stays up; `signalml down` stops it.
+# The main job on the bundled data, in one command: set up (idempotent), then
+# `signalml demo`: start the embedded Kafka and Triton, train a model set on the
+# history, publish it, start the engine and the drift monitor, and replay the
+# held-back tail through Kafka while a live view shows bars/s, latency, the
+# signals, the rolling IC and drift events. Arguments go to `signalml demo`
+# (--speed N, --tail-days N, --out DIR, --quick, --no-live, --stop).
+# The stack stays up afterwards; `.venv/bin/signalml down` stops it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-.venv/bin/signalml up
-.venv/bin/signalml replay --bars data/sp500_daily_2015_2019.parquet --speed "${SPEED:-max}"
-.venv/bin/signalml status
+exec .venv/bin/signalml demo "$@"

@@ -4,6 +4,7 @@ bundled data and published to that server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -135,3 +136,26 @@ def run_engines(*settings: Settings, idle_exit_s: float = 4.0, timeout_s: float 
     for thread in threads:
         thread.join(timeout=timeout_s)
         assert not thread.is_alive(), "an engine did not go idle"
+
+
+@contextlib.contextmanager
+def published_world(tmp: Path):
+    """A private world with a small model set trained on :func:`small_bars`,
+    published to its own running Triton, and those bars replayed onto its
+    bars topic. Yields ``settings``, ``bars``, ``manifest``, ``triton``, ``tmp``."""
+    from models.publish import publish
+    from signalml.services.triton import TritonServer
+    from stream.replay import replay
+    from training import run_training
+
+    settings = base_settings(tmp, new_tag())
+    bars = small_bars()
+    run_training(settings, DATA, tmp / "train", progress=False, bars=bars)
+    triton = TritonServer(settings)
+    triton.start()
+    try:
+        manifest = publish(settings, tmp / "train")
+        replay(settings, bars, source_file=DATA)
+        yield {"settings": settings, "bars": bars, "tmp": tmp, "triton": triton, "manifest": manifest}
+    finally:
+        triton.stop()

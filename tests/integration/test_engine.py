@@ -13,21 +13,11 @@ import pytest
 
 from models.factory import load_member
 from models.publish import load_current, publish
-from signalml.services.triton import TritonServer
 from stream.engine import Engine
 from stream.model_set import ModelSet
 from stream.replay import replay
 from stream.topic_reader import read_topic
-from tests.integration.engine_world import (
-    DATA,
-    base_settings,
-    engine_process,
-    new_tag,
-    signals_by_key,
-    small_bars,
-    with_output,
-)
-from training import run_training
+from tests.integration.engine_world import DATA, engine_process, published_world, signals_by_key, with_output
 from training.dataset import build_dataset
 
 pytestmark = pytest.mark.integration
@@ -35,16 +25,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def world(stack, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("engine")
-    settings = base_settings(tmp, new_tag())
-    bars = small_bars()
-    run_training(settings, DATA, tmp / "train", progress=False, bars=bars)
-    triton = TritonServer(settings)
-    triton.start()
-    manifest = publish(settings, tmp / "train")
-    replay(settings, bars, source_file=DATA)
-    yield {"settings": settings, "bars": bars, "tmp": tmp, "triton": triton, "manifest": manifest}
-    triton.stop()
+    with published_world(tmp_path_factory.mktemp("engine")) as world:
+        yield world
 
 
 def run_engine(settings, **kwargs) -> dict:

@@ -16,32 +16,21 @@ import urllib.request
 import msgspec
 import pytest
 
-from models.publish import publish
-from signalml.services.triton import TritonServer
 from stream.engine import Engine
 from stream.features.batch import compute_features
 from stream.predict import PredictSummary, validated_cross_sections
 from stream.pipeline import CrossSectionPipeline
 from stream.replay import replay
 from stream.topic_reader import read_topic
-from tests.integration.engine_world import DATA, base_settings, new_tag, signals_by_key, small_bars, with_output
-from training import run_training
+from tests.integration.engine_world import DATA, published_world, signals_by_key, with_output
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def world(stack, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("query-api")
-    settings = base_settings(tmp, new_tag())
-    bars = small_bars()
-    run_training(settings, DATA, tmp / "train", progress=False, bars=bars)
-    triton = TritonServer(settings)
-    triton.start()
-    manifest = publish(settings, tmp / "train")
-    replay(settings, bars, source_file=DATA)
-    yield {"settings": settings, "bars": bars, "manifest": manifest, "tmp": tmp}
-    triton.stop()
+    with published_world(tmp_path_factory.mktemp("query-api")) as world:
+        yield world
 
 
 def start_engine(settings) -> tuple[Engine, threading.Thread]:
