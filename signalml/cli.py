@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from signalml.config import Settings, load_settings
-from signalml.errors import NotImplementedYet, SignalMLError
+from signalml.errors import SignalMLError
 
 EXIT_ERROR = 1
-EXIT_NOT_IMPLEMENTED = 2
 
-Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 # ---------------------------------------------------------------- services
@@ -136,12 +134,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from stream.bench_api import run
 
         result = run(settings, quick=args.quick)
-    elif args.target == "inference":
+    else:  # inference
         from models.bench_inference import run
 
         result = run(settings)
-    else:
-        raise NotImplementedYet(f"signalml bench {args.target}: not implemented yet")
     print(json.dumps({"bench": args.target, **result}, indent=None if args.json else 2))
     return 0
 
@@ -216,13 +212,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                           live=args.live and sys.stdout.isatty(), stop=args.stop, config=args.config)
     print("\n".join(summary_lines(run_demo(settings, options))))
     return 0
-
-
-def not_implemented(name: str) -> Handler:
-    def handler(args: argparse.Namespace, settings: Settings) -> int:
-        raise NotImplementedYet(f"signalml {name}: not implemented yet")
-
-    return handler
 
 
 # ---------------------------------------------------------------- parser
@@ -350,9 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return args.handler(args, settings)
-    except NotImplementedYet as exc:
-        print(f"signalml: {exc}", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
     except SignalMLError as exc:
         print(f"signalml: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

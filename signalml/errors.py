@@ -32,9 +32,5 @@ class SetupError(ServiceError):
     """A required install step was not done (missing venv, jars, binary)."""
 
 
-class NotImplementedYet(SignalMLError):
-    """A CLI subcommand that a later release delivers."""
-
-
 class DataError(SignalMLError):
     """An input file cannot be read as bars (missing columns, bad format)."""

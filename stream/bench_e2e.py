@@ -208,9 +208,11 @@ def _instrumented(engine) -> dict:
         marks.setdefault("first_bar", time.perf_counter())
         return take(msg)
 
-    def timed_commit():
-        commit()
-        marks["last_commit"] = time.perf_counter()
+    def timed_commit(**kwargs):
+        carries_bars = engine.uncommitted > 0  # not an idle-time base alone
+        commit(**kwargs)
+        if carries_bars:
+            marks["last_commit"] = time.perf_counter()
 
     engine._take, engine._commit = timed_take, timed_commit
     return marks

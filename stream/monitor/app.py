@@ -151,7 +151,9 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
 
     @app.page("/metrics")
     async def metrics_page(web, request):
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type, so the exposition
+        # format's full type goes in as a header.
+        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
     async def health_page(web, request):

@@ -6,9 +6,12 @@ events."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import msgspec
 import pytest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 from confluent_kafka import Producer
 
 from signalml.config import load_settings
@@ -92,9 +95,11 @@ def uninterrupted(world):
         started = time.monotonic()
         report = wait_released(settings, process, world["released"], log)
         elapsed = time.monotonic() - started
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.monitor.http_port}/metrics", timeout=5) as answer:
+            metrics = (answer.headers["Content-Type"], answer.read().decode())
     finally:
         stop(process)
-    return {"events": drift_events(settings), "report": report, "elapsed_s": elapsed}
+    return {"events": drift_events(settings), "report": report, "elapsed_s": elapsed, "metrics": metrics}
 
 
 def test_the_flip_yields_ic_decay_on_the_drift_topic_and_the_status_shows_the_ic(world, uninterrupted):
@@ -129,3 +134,13 @@ def test_a_worker_killed_mid_stream_and_restarted_publishes_the_same_events(worl
     assert report["counts"]["released"] <= world["released"] - killed_at + 5
     assert report["roles"]["champion"]["bar_times"] == world["released"]
     assert drift_events(settings) == uninterrupted["events"]
+
+
+def test_the_metrics_page_serves_the_rolling_ic_and_the_drift_events_to_prometheus(uninterrupted):
+    content_type, text = uninterrupted["metrics"]
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert content_type == CONTENT_TYPE_LATEST
+    rolling = {s.labels["member"]: s.value for s in families["signalml_monitor_rank_ic"].samples}
+    assert rolling["ensemble"] == pytest.approx(uninterrupted["report"]["roles"]["champion"]["rolling_rank_ic"]["ensemble"])
+    published = sum(s.value for s in families["signalml_monitor_drift_events"].samples if s.name.endswith("_total"))
+    assert published == len(uninterrupted["events"])
