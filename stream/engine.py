@@ -234,7 +234,8 @@ class Engine:
 
     def run(self, *, idle_exit_s: float | None = None, serve_http: bool = True) -> None:
         """Process until :attr:`stop_event` is set (or, with ``idle_exit_s``,
-        until no bar arrived for that long after the topic was drained)."""
+        once every partition is read to its end, everything is committed and
+        no bar arrived for that long)."""
         self._connect()
         http = None
         if serve_http:
@@ -252,6 +253,7 @@ class Engine:
                 except TritonUnavailable as exc:
                     self._wait_for_triton(exc)
                     self._rewind()
+                    last_bar_at = time.monotonic()  # the rewound bars are still to read
                     continue
                 if got_bars:
                     last_bar_at = time.monotonic()
@@ -259,7 +261,7 @@ class Engine:
                     # Idle: write the full state now, off the path of the
                     # next cross-section, so its transaction stays small.
                     self._commit(rebase=True)
-                elif idle_exit_s is not None and time.monotonic() - last_bar_at > idle_exit_s and not self.uncommitted:
+                elif idle_exit_s is not None and self._drained() and time.monotonic() - last_bar_at > idle_exit_s:
                     break
         finally:
             self._close(http)
@@ -292,6 +294,10 @@ class Engine:
                 self.metrics.bar_to_signal.observe(time.monotonic() - consumed_at)
         self._update_gauges()
         return got_bars
+
+    def _drained(self) -> bool:
+        """Every partition read to its end and everything read committed."""
+        return not self.uncommitted and set(self.partitions) <= self.barrier.drained
 
     def _consume(self) -> list:
         """What is ready, up to ``consume_batch`` messages. ``consume(n, t)``

@@ -229,19 +229,15 @@ class QueryApi:
     def signals(self, query: str) -> tuple[int, Any]:
         """The latest committed signal of every symbol, or of ``symbols``."""
         view = self.state.view
-        try:
-            symbols = parse_symbols(parse_query(query, ("symbols",)).get("symbols"), self.max_symbols)
-        except BadRequest as exc:
-            return _error(400, str(exc))
+        symbols, error = self._requested(view, query, view.signals, "signal")
+        if error is not None:
+            return error
         if symbols is None:
             body = view.cache.get("signals")
             if body is None:
                 body = view.cache["signals"] = msgspec.json.encode(
                     self._signals_body(view, [view.signals[s] for s in sorted(view.signals)]))
             return 200, body
-        missing = [s for s in symbols if s not in view.signals]
-        if missing:
-            return self._unknown(view, missing, "signal")
         # The view's signals encoded once each, joined per request.
         encoded = view.cache.get("signal_items")
         if encoded is None:
@@ -252,19 +248,27 @@ class QueryApi:
     def features(self, query: str) -> tuple[int, Any]:
         """The latest committed model inputs and readiness of every symbol, or of ``symbols``."""
         view = self.state.view
-        try:
-            symbols = parse_symbols(parse_query(query, ("symbols",)).get("symbols"), self.max_symbols)
-        except BadRequest as exc:
-            return _error(400, str(exc))
+        symbols, error = self._requested(view, query, view.features, "feature vector")
+        if error is not None:
+            return error
         if symbols is None:
             body = view.cache.get("features")
             if body is None:
                 body = view.cache["features"] = msgspec.json.encode(self._features_body(view, sorted(view.features)))
             return 200, body
-        missing = [s for s in symbols if s not in view.features]
-        if missing:
-            return self._unknown(view, missing, "feature vector")
         return 200, self._features_body(view, symbols)
+
+    def _requested(self, view, query: str, known, what: str) -> tuple[list[str] | None, tuple[int, Any] | None]:
+        """The symbols a query asks for (None: all of them), or the 4xx answer
+        for a bad parameter or a symbol ``known`` lacks."""
+        try:
+            symbols = parse_symbols(parse_query(query, ("symbols",)).get("symbols"), self.max_symbols)
+        except BadRequest as exc:
+            return None, _error(400, str(exc))
+        missing = [s for s in symbols or () if s not in known]
+        if missing:
+            return None, self._unknown(view, missing, what)
+        return symbols, None
 
     def model_set(self, query: str) -> tuple[int, Any]:
         """The model set in service at the last commit, with its manifest."""
@@ -352,12 +356,11 @@ class QueryApi:
 def query_routes(state: CommittedState, metrics: Any = None) -> dict[str, Callable[[str], tuple[int, Any]]]:
     """The routes of the query API; ``metrics`` (the engine's
     :class:`~stream.observability.EngineMetrics`) supplies the consumer lag."""
-    lag = None
-    if metrics is not None:
-        def lag() -> dict[str, int]:
-            out = {}
-            for metric in metrics.consumer_lag.collect():
-                for sample in metric.samples:
-                    out[sample.labels["partition"]] = int(sample.value)
-            return out
-    return QueryApi(state, consumer_lag=lag).routes()
+    def lag() -> dict[str, int]:
+        out = {}
+        for metric in metrics.consumer_lag.collect():
+            for sample in metric.samples:
+                out[sample.labels["partition"]] = int(sample.value)
+        return out
+
+    return QueryApi(state, consumer_lag=lag if metrics is not None else None).routes()

@@ -100,14 +100,25 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(world, reference)
 def test_triton_stopped_mid_replay_and_restarted_loses_nothing(world, reference):
     settings = with_output(world["settings"], "outage")
     engine = Engine(settings)
+    # Triton goes down inside the engine's loop, once 500 signals are
+    # committed: mid-replay whatever the engine's speed.
+    stopped = threading.Event()
+    process = engine._process
+
+    def process_then_stop_triton(xs):
+        process(xs)
+        if not stopped.is_set() and engine.metrics.signals_out._value.get() >= 500:
+            stopped.set()
+            world["triton"].stop()
+
+    engine._process = process_then_stop_triton
     thread = threading.Thread(target=engine.run, kwargs={"idle_exit_s": 5.0, "serve_http": False})
     thread.start()
     deadline = time.monotonic() + 120
-    while engine.metrics.signals_out._value.get() < 500 and time.monotonic() < deadline:
+    while engine.status()["triton_available"] and time.monotonic() < deadline:
+        assert thread.is_alive()
         time.sleep(0.05)
-    world["triton"].stop()
-    time.sleep(3.0)
-    assert not engine.status()["triton_available"] or not thread.is_alive()
+    assert stopped.is_set() and not engine.status()["triton_available"]
     world["triton"].start()
     load_current(settings)
     thread.join(timeout=300)
