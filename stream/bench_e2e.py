@@ -43,7 +43,7 @@ from typing import Iterator
 import msgspec
 import numpy as np
 import pandas as pd
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
@@ -52,6 +52,7 @@ from signalml.contracts import Signal, encode
 from signalml.services.kafka import KafkaBroker
 from signalml.services.process import free_port
 from stream.bars_file import bar_close_ms, read_bars
+from stream.observability import bucket_quantile
 from stream.replay import encode_bars, producer_config, replay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,19 +250,6 @@ def _histogram(hist) -> dict[float, float]:
     return out
 
 
-def _bucket_quantile(before: dict, after: dict, q: float) -> float | None:
-    """Upper bucket bound of quantile ``q`` of the observations between two snapshots."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1] if counts else 0
-    if total <= 0:
-        return None
-    for bound, cumulative in zip(bounds, counts):
-        if cumulative >= q * total:
-            return bound
-    return bounds[-1]
-
-
 def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str], interval_s: float) -> dict:
     from stream.engine import Engine
 
@@ -322,7 +310,8 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
         "missing_bar_times": len(missing),
         "interval_s": interval_s,
     }
-    q50, q99 = _bucket_quantile(before, after, 0.5), _bucket_quantile(before, after, 0.99)
+    between = {bound: count - before.get(bound, 0.0) for bound, count in after.items()}
+    q50, q99 = bucket_quantile(between, 0.5), bucket_quantile(between, 0.99)
     result["engine_bar_to_signal_ms_bucket_le"] = {
         "p50": None if q50 is None else round(q50 * 1000, 1),
         "p99": None if q99 is None else round(q99 * 1000, 1),

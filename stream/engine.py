@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import msgspec
 import numpy as np
@@ -77,7 +76,6 @@ class Engine:
         self.last_commit = time.monotonic()
         self.last_signal_at: float | None = None
         self.last_loop_at = time.monotonic()
-        self.committed: dict[str, Any] = {"ts": None, "signals": {}}
         self.pending_signals: list = []
         self.query = CommittedState(self.engine_id)  # the committed view the query API answers from
         self.uncommitted = 0
@@ -380,7 +378,6 @@ class Engine:
         if signals:
             self.metrics.signals_out.inc(len(signals))
             self.last_signal_at = time.monotonic()
-            self.committed = {"ts": signals[-1].ts, "signals": {s.symbol: s for s in signals if s.ts == signals[-1].ts}}
         self.pending_signals = []
 
     def _wait_for_triton(self, exc: Exception) -> None:
@@ -431,7 +428,7 @@ class Engine:
             "model_set": self.model_set.id if self.model_set else None,
             "triton_available": self.triton_ok,
             "last_bar_time_ms": self.barrier.last_closed_ts,
-            "last_signal_ts": self.committed["ts"],
+            "last_signal_ts": self.query.view.last_signal_ts,
             "staleness_s": None if self.last_signal_at is None else round(time.monotonic() - self.last_signal_at, 3),
             "bars_rejected": dict(self.validator.counts),
         }

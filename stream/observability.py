@@ -17,6 +17,18 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
+    """Quantile ``q`` of a Prometheus histogram as the upper bound of the
+    bucket it falls in. ``cumulative``: bucket bound (``le``, +Inf included)
+    -> cumulative count, e.g. the difference of two scrapes; None when it
+    holds no observation."""
+    bounds = sorted(cumulative)
+    total = cumulative[bounds[-1]] if bounds else 0.0  # the +Inf bucket
+    if total <= 0:
+        return None
+    return next(bound for bound in bounds if cumulative[bound] >= q * total)
+
+
 class EngineMetrics:
     """Every engine metric, on one registry (names prefixed ``signalml_``)."""
 

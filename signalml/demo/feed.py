@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signalml.config import Settings
 from signalml.contracts import DriftEvent, Signal
+from stream.observability import bucket_quantile
 
 _signal, _drift = msgspec.json.Decoder(Signal), msgspec.json.Decoder(DriftEvent)
 
@@ -209,14 +210,7 @@ def _consumer_at_end(bootstrap: str, topic: str) -> Consumer:
 
 def histogram_quantiles(cumulative: dict[float, float]) -> Latency:
     """p50 and p99 as the bounds of the buckets they fall in."""
-    if not cumulative:
+    p50 = bucket_quantile(cumulative, 0.5)
+    if p50 is None:
         return Latency()
-    bounds = sorted(cumulative)
-    total = cumulative[bounds[-1]]  # the +Inf bucket
-    if total <= 0:
-        return Latency()
-
-    def bound(q: float) -> float:
-        return next(le for le in bounds if cumulative[le] >= q * total)
-
-    return Latency(int(total), bound(0.5), bound(0.99))
+    return Latency(int(cumulative[max(cumulative)]), p50, bucket_quantile(cumulative, 0.99))  # max: the +Inf bucket
