@@ -85,7 +85,7 @@ class Engine:
     # ---------------------------------------------------------------- state
 
     def _reset_state(self) -> None:
-        self.pipeline = CrossSectionPipeline(self.settings)
+        self.pipeline = CrossSectionPipeline(self.settings, journaled=True)
         self.validator = BarValidator()
         self.barrier = CrossSectionBarrier(self.serving.barrier_timeout_s)
         self.drift: FeatureDriftWindow | None = None

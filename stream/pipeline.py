@@ -56,12 +56,15 @@ class Prepared:
 
 
 class CrossSectionPipeline:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, journaled: bool = False):
+        """``journaled``: keep :attr:`journal` (the engine's snapshots need
+        it; a batch run such as ``predict`` does not)."""
         self.settings = settings
         self.names = list(feature_names(settings.features))
         self.features = FeatureEngine(settings.features)
         self.sequences = SequenceBuffer(sequence_capacity(settings), len(self.names))
         self.bar_times = 0
+        self.journaled = journaled
         self.journal: list = []  # inputs applied since the last base, see state()
 
     # ---------------------------------------------------------------- steps
@@ -70,7 +73,8 @@ class CrossSectionPipeline:
         """Update the state with the bars of ``xs`` and build the inputs."""
         symbols = [b.symbol for b in xs.bars]
         columns = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in xs.bars], dtype=np.float64).T
-        self.journal.append(["xs", xs.ts, symbols, columns.tobytes()])
+        if self.journaled:
+            self.journal.append(["xs", xs.ts, symbols, columns.tobytes()])
         return self._apply(xs.ts, symbols, columns)
 
     def _apply(self, ts: int, symbols: list[str], columns: np.ndarray) -> Prepared:
@@ -92,7 +96,8 @@ class CrossSectionPipeline:
     def apply_late(self, bar) -> None:
         """A late bar updates its symbol's features (not scored, not sequenced)."""
         values = [bar.open, bar.high, bar.low, bar.close, bar.volume]
-        self.journal.append(["late", bar.ts, bar.symbol, values])
+        if self.journaled:
+            self.journal.append(["late", bar.ts, bar.symbol, values])
         self._apply_late(bar.symbol, bar.ts, values)
 
     def _apply_late(self, symbol: str, ts: int, values: list[float]) -> None:

@@ -89,3 +89,14 @@ def test_a_snapshot_of_another_format_is_refused_with_its_version(settings):
         Engine(settings).restore(msgspec.msgpack.encode({"version": 1}))
     with pytest.raises(ValueError, match="not msgpack"):
         Engine(settings).restore(b"\xc1not msgpack")
+
+
+def test_only_a_journaled_pipeline_keeps_its_inputs(settings):
+    from stream.pipeline import CrossSectionPipeline
+
+    sections = cross_sections(20, 6, seed=3)
+    batch, engine = CrossSectionPipeline(settings), Engine(settings)
+    for xs in sections:
+        batch.prepare(xs)
+    feed(engine, sections)
+    assert batch.journal == [] and len(engine.pipeline.journal) == len(sections)
