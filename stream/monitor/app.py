@@ -21,6 +21,7 @@ logged, never fatal; invalid bars were already dead-lettered by the engine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ import time
 
 import faust
 import msgspec
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -36,6 +38,7 @@ from signalml.contracts import Bar, ModelSetManifest, Signal, decoder, encode
 from stream.monitor.changelog import ConfirmedTable
 from stream.monitor.metrics import MonitorMetrics
 from stream.monitor.monitor import DriftMonitor
+from stream.monitor.positions import GapReader, Positions
 from stream.roles import CHALLENGER_KEY, CHAMPION_KEY, signals_topic
 
 log = logging.getLogger("signalml.monitor")
@@ -58,12 +61,38 @@ def bars_partitions(settings: Settings) -> int:
     return settings.kafka.topics.bars.partitions
 
 
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        # Faust reads read_committed only in its exactly_once mode; the
+        # engine publishes signals in transactions, and an aborted one (a
+        # crash, a Triton outage) must not reach the monitor.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self):
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _ReadCommittedTransport(faust_aiokafka.Transport):
+    Consumer = _ReadCommittedConsumer
+
+
+class MonitorApp(faust.App):
+    """A Faust app whose worker consumer reads committed records only."""
+
+    def _new_transport(self):
+        return _ReadCommittedTransport(self.conf.broker_consumer, self)
+
+
 def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> faust.App:
     cfg, kafka = settings.monitor, settings.kafka
     metrics = metrics or MonitorMetrics()
     datadir = settings.state_dir / "monitor" / cfg.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    app = faust.App(
+    app = MonitorApp(
         cfg.app_id,
         broker=f"kafka://{kafka.bootstrap_servers}",
         store="memory://",
@@ -114,30 +143,61 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
             log.warning("%s partition %d: not a valid message: %s", source_name, partition, exc)
             return []
 
+    positions = Positions(state)
+    gaps = GapReader(kafka.bootstrap_servers)
+
+    async def deliver(events: list) -> None:
+        for drift_event in events:
+            pending = await drift_topic.send(key=drift_event.key().encode(), value=encode(drift_event))
+            await pending  # delivered before the release is committed
+            metrics.drift_events.labels(drift_event.kind, drift_event.severity).inc()
+            log.info("drift %s %s %s %.4f (threshold %.4f) at %d: %s", drift_event.severity, drift_event.kind,
+                     drift_event.subject, drift_event.statistic, drift_event.threshold, drift_event.ts,
+                     drift_event.detail)
+
+    async def process_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+        source_name = sources[topic]
+        metrics.messages.labels(source_name).inc()
+        progress["last_message_at"] = time.monotonic()
+        await deliver(handle(source_name, key, value, partition))
+        monitor.commit()
+        positions.advance(topic, partition, offset)  # the record's last write (see .positions)
+        try:
+            await state.confirmed()  # only then may Faust acknowledge the message (see .changelog)
+        except Exception as exc:  # noqa: BLE001 - whatever the Kafka client raised
+            # The table now lacks a write that its offsets may not: stop
+            # before this message is acknowledged; a restart recovers the
+            # table and replays from the last committed offset.
+            log.critical("a changelog write failed (%r); exiting without acknowledging the message", exc)
+            os._exit(70)
+
     @app.agent(source)
     async def process(stream):
+        loop = asyncio.get_running_loop()
         async for event in stream.events():
             message = event.message
-            source_name = sources[message.topic]
-            metrics.messages.labels(source_name).inc()
-            progress["last_message_at"] = time.monotonic()
-            events = handle(source_name, message.key, event.value, message.partition)
-            for drift_event in events:
-                pending = await drift_topic.send(key=drift_event.key().encode(), value=encode(drift_event))
-                await pending  # delivered before the release is committed
-                metrics.drift_events.labels(drift_event.kind, drift_event.severity).inc()
-                log.info("drift %s %s %s %.4f (threshold %.4f) at %d: %s", drift_event.severity, drift_event.kind,
-                         drift_event.subject, drift_event.statistic, drift_event.threshold, drift_event.ts,
-                         drift_event.detail)
-            monitor.commit()
-            try:
-                await state.confirmed()  # only then may Faust acknowledge the message (see .changelog)
-            except Exception as exc:  # noqa: BLE001 - whatever the Kafka client raised
-                # The table now lacks a write that its offsets may not: stop
-                # before this message is acknowledged; a restart recovers the
-                # table and replays from the last committed offset.
-                log.critical("a changelog write failed (%r); exiting without acknowledging the message", exc)
-                os._exit(70)
+            if not monitor.loaded:
+                # Delivered while the table is still being recovered: its
+                # positions are not known yet. Left alone, it comes back
+                # through the gap check of the partition's next record.
+                metrics.deferred.inc()
+                continue
+            topic, partition, offset = message.topic, message.partition, message.offset
+            expected = positions.expected(topic, partition)
+            if expected is None:
+                expected = await loop.run_in_executor(None, gaps.first_offset, topic, partition)
+            if offset < expected:
+                metrics.replayed.labels(sources[topic]).inc()
+                continue  # processed before a restart
+            if offset > expected:
+                missed = await loop.run_in_executor(None, gaps.read, topic, partition, expected, offset)
+                if missed:
+                    metrics.recovered.labels(sources[topic]).inc(len(missed))
+                    log.warning("%s[%d]: the consumer skipped %d records in offsets %d..%d; read them from the broker",
+                                topic, partition, len(missed), expected, offset - 1)
+                for missed_offset, missed_key, missed_value in missed:
+                    await process_record(topic, partition, missed_offset, missed_key, missed_value)
+            await process_record(topic, partition, offset, message.key, event.value)
             for role, book in monitor.books.items():
                 metrics.pending.labels(role).set(len(book.pending))
 

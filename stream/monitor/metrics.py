@@ -23,6 +23,15 @@ class MonitorMetrics:
                                       ["role", "model_set", "member"], registry=r)
         self.last_ts = Gauge("signalml_monitor_last_bar_time_ms", "Bar time of the last evaluated cross-section",
                              ["role"], registry=r)
+        self.deferred = Counter("signalml_monitor_deferred_messages",
+                                "Messages handed over before the state table was recovered (read again later)",
+                                registry=r)
+        self.replayed = Counter("signalml_monitor_replayed_messages",
+                                "Messages already processed before a restart, skipped by their offset", ["source"],
+                                registry=r)
+        self.recovered = Counter("signalml_monitor_recovered_messages",
+                                 "Messages the consumer skipped, read from the broker and processed", ["source"],
+                                 registry=r)
         self.pending = Gauge("signalml_monitor_pending_cross_sections", "Cross-sections waiting for returns",
                              ["role"], registry=r)
 

@@ -115,10 +115,6 @@ def test_the_flip_yields_ic_decay_on_the_drift_topic_and_the_status_shows_the_ic
     assert report["training_rank_ic"]["ensemble"] == pytest.approx(0.3)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, not fixed: in about one run in four the restarted worker's ADWIN events differ from the "
-    "uninterrupted run's in their 'mean before' (its detector input history differs after recovery: an IC "
-    "fed twice or missed around the kill). Passing runs show as XPASS."))
 def test_a_worker_killed_mid_stream_and_restarted_publishes_the_same_events(world, uninterrupted):
     settings = monitor_settings(world["tmp"], world["tag"], "crash")
     log = world["tmp"] / "crash.log"
