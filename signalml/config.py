@@ -186,6 +186,9 @@ class ServingSettings(Section):
     request_timeout_s: float = Field(5.0, gt=0)
     retries: int = Field(3, ge=0)
     retry_backoff_s: float = Field(0.1, gt=0)
+    shared_memory_inputs: bool | None = Field(
+        None, description="send Triton inputs through shared memory (None: when Triton is on this host)"
+    )
     barrier_timeout_s: float = Field(2.0, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8090, ge=1, le=65535)
@@ -195,7 +198,10 @@ class ServingSettings(Section):
     consume_batch: int = Field(500, ge=1)
     commit_interval_s: float = Field(1.0, gt=0, description="longest time consumed bars stay uncommitted")
     snapshot_every_bar_times: int = Field(
-        20, ge=1, description="bar times between full state snapshots while busy (idle, one is written at once)"
+        20, ge=1, description="bar times between full state snapshots (at the latest)"
+    )
+    idle_snapshot_after_bar_times: int = Field(
+        10, ge=1, description="when idle, write a full state snapshot once this many bar times were journaled since the last"
     )
     psi_window_bars: int = Field(20, ge=1)
     # champion: the control topic's model_set key, signals to topics.signals;

@@ -10,14 +10,18 @@ OHLCV, symbols ``S0000``..., daily bar times) then go through:
   topic, then :class:`~stream.engine.Engine` run over the backlog until idle.
   bars/s = bars / (last commit − first consumed bar), both taken inside the
   engine (its start-up, the Triton warm-up and the idle wait are excluded);
-* **latency**: a fresh topic set, the engine started first, warmed up with
-  the warm-up bar times replayed fast, then one cross-section every
+* **latency**: a fresh topic set, the engine started first in its own
+  process (as ``signalml serve`` runs it: the benchmark's producer and
+  reader do not share its interpreter), warmed up with the warm-up bar
+  times replayed fast, then one cross-section every
   ``interval_s``. Per scored bar time: t0 = its last bar produced and
   flushed, t1 = a ``read_committed`` consumer of the signals topic has all
   ``cross_section_size`` signals of that ts; p50/p99 of t1 − t0. The
   engine's own ``signalml_bar_to_signal_seconds`` histogram (consumed →
   committed, per poll batch that closed a cross-section) is reported next
-  to it;
+  to it, with the engine's mean time per stage; and the broker's own
+  floor for such a commit (a bare transactional producer, same message
+  count and size, begin to visible), measured in the same run;
 * **naive baseline**: the same 500-symbol bars processed one bar at a time:
   ``FeatureEngine.update_bar``, one Triton request per member with batch 1
   (sequences from a per-symbol buffer of raw features: a cost baseline, not
@@ -28,11 +32,16 @@ OHLCV, symbols ``S0000``..., daily bar times) then go through:
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import deque
 from contextlib import contextmanager
@@ -44,8 +53,9 @@ import msgspec
 import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from signalml.config import Settings
 from signalml.contracts import Signal, encode
@@ -241,41 +251,27 @@ def _throughput(world: Settings, frame: pd.DataFrame, tag: str, created: list[st
     }
 
 
-def _histogram(hist) -> dict[float, float]:
-    out = {}
-    for metric in hist.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_bucket"):
-                out[float(sample.labels["le"])] = sample.value
-    return out
-
-
 def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str], interval_s: float) -> dict:
-    from stream.engine import Engine
-
+    """The engine runs as its own process (``signalml serve`` would), so its
+    latency does not include sharing an interpreter with this benchmark."""
     settings = _fresh(world, tag, created)
     warmup = settings.serving.warmup_bars
     times = np.unique(frame["ts"].to_numpy())
     warm = frame[frame["ts"].isin(times[:warmup])]
     live = frame[~frame["ts"].isin(times[:warmup])]
     watcher = SignalWatcher(settings)
-    engine = Engine(settings)
-    thread = threading.Thread(target=engine.run, kwargs={"serve_http": False}, name="bench-engine", daemon=True)
-    thread.start()
+    engine = EngineProcess(settings)
     producer = Producer(producer_config(settings))
     topic = settings.kafka.topics.bars.name
     latencies: list[float] = []
     missing: list[int] = []
     try:
-        deadline = time.monotonic() + 120
-        while engine.model_set is None and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.05)
+        engine.wait(lambda h: h["ready"], "a ready model set", 120)
         replay(settings, warm, source_file="synthetic")
         last_warm = int(times[warmup - 1])
-        while (engine.barrier.last_closed_ts != last_warm or engine.uncommitted) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.5)
-        before = _histogram(engine.metrics.bar_to_signal)
+        engine.wait(lambda h: h["last_bar_time_ms"] == last_warm, "the warm-up bar times", 120)
+        time.sleep(0.5)  # the engine writes its idle base snapshot
+        before, stages_before = engine.bar_to_signal(), engine.stage_sums()
         groups = [(int(ts), g) for ts, g in live.groupby("ts", sort=True)]
         next_due = time.perf_counter()
         for ts, group in groups:
@@ -296,10 +292,9 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
                 latencies.append((watcher.complete_at[ts] - t0) * 1000)
             else:
                 missing.append(ts)
-        after = _histogram(engine.metrics.bar_to_signal)
+        after, stages_after = engine.bar_to_signal(), engine.stage_sums()
     finally:
-        engine.stop_event.set()
-        thread.join(timeout=60)
+        engine.stop()
         watcher.close()
     result = {
         "n": len(latencies),
@@ -316,7 +311,165 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
         "p50": None if q50 is None else round(q50 * 1000, 1),
         "p99": None if q99 is None else round(q99 * 1000, 1),
     }
+    means = {}
+    for stage, (seconds, count) in stages_after.items():
+        s0, c0 = stages_before.get(stage, (0.0, 0.0))
+        if count > c0:
+            means[stage] = round((seconds - s0) / (count - c0) * 1000, 2)
+    result["engine_stage_mean_ms"] = means
     return result
+
+
+def _kafka_floor(world: Settings, tag: str, created: list[str], rounds: int, n_messages: int,
+                 interval_s: float) -> dict:
+    """What the broker alone takes for one cross-section's commit: a
+    transactional producer configured as the engine's sends ``n_messages``
+    signal-sized messages over the signals topic's partitions plus consumer
+    offsets, and commits; t1 = a ``read_committed`` reader has them all.
+    p50/p99 of t1 - t0 (t0 = the transaction begins)."""
+    bootstrap = world.kafka.bootstrap_servers
+    topic, source = f"bench.txnfloor.{tag}", f"bench.txnfloor.src.{tag}"
+    partitions = world.kafka.topics.signals.partitions
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(source, 1, 1)]).values():
+        future.result(30)
+    created += [topic, source]
+    seen: dict[int, int] = {}
+    visible: dict[int, float] = {}
+    stop = threading.Event()
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-{tag}", "enable.auto.commit": False,
+                       "isolation.level": "read_committed", "fetch.wait.max.ms": 5})
+    reader.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+
+    def read() -> None:
+        while not stop.is_set():
+            first = reader.poll(0.05)
+            if first is None:
+                continue
+            for msg in (first, *reader.consume(10_000, timeout=0)):
+                if msg.error() is None:
+                    r = int(msg.key())
+                    seen[r] = seen.get(r, 0) + 1
+                    if seen[r] == n_messages:
+                        visible[r] = time.perf_counter()
+
+    thread = threading.Thread(target=read, name="bench-floor-reader", daemon=True)
+    thread.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-floor-{tag}",
+                         "enable.idempotence": True, "acks": "all", "linger.ms": 1, "compression.type": "lz4"})
+    group = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-src-{tag}"})
+    payload = b"x" * 250  # about one signal's JSON
+    begun: dict[int, float] = {}
+    commits: list[float] = []
+    try:
+        producer.init_transactions(30)
+        for r in range(rounds):
+            time.sleep(interval_s)
+            begun[r] = time.perf_counter()
+            producer.begin_transaction()
+            for i in range(n_messages):
+                producer.produce(topic, payload, str(r).encode(), partition=i % partitions)
+            producer.send_offsets_to_transaction([TopicPartition(source, 0, r + 1)], group.consumer_group_metadata(), 30)
+            started = time.perf_counter()
+            producer.commit_transaction(30)
+            commits.append((time.perf_counter() - started) * 1000)
+        deadline = time.monotonic() + 30
+        while len(visible) < rounds and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        reader.close()
+        group.close()
+    floor = [(visible[r] - begun[r]) * 1000 for r in sorted(visible)]
+    return {
+        "n": len(floor),
+        "p50": round(float(np.percentile(floor, 50)), 1) if floor else None,
+        "p99": round(float(np.percentile(floor, 99)), 1) if floor else None,
+        "commit_transaction_p50": round(float(np.percentile(commits, 50)), 1) if commits else None,
+        "messages": n_messages,
+    }
+
+
+class EngineProcess:
+    """The engine in a child process on ``settings`` (see :func:`serve_main`),
+    watched through its health and metrics endpoints."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        folder = settings.state_dir / "bench-engine"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / f"{settings.serving.engine_id}.json"
+        config.write_text(json.dumps({"root": str(settings.root), "settings": settings.model_dump(mode="json")}))
+        self.log = folder / f"{settings.serving.engine_id}.log"
+        self.process = subprocess.Popen([sys.executable, "-m", "stream.bench_e2e", "serve", str(config)], cwd=REPO,
+                                        stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        self.base = f"http://{settings.serving.http_host}:{settings.serving.http_port}"
+
+    def _get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.base + path, timeout=5) as answer:
+            return answer.read()
+
+    def wait(self, done, what: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        health = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the engine exited ({self.process.returncode}): {self.log.read_text()[-2000:]}")
+            try:
+                health = json.loads(self._get("/health"))
+                if done(health):
+                    return health
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"engine: no {what} in {timeout_s:.0f} s (health {health}): {self.log.read_text()[-2000:]}")
+
+    def bar_to_signal(self) -> dict[float, float]:
+        """Cumulative bucket counts of ``signalml_bar_to_signal_seconds``."""
+        out = {}
+        for family in text_string_to_metric_families(self._get("/metrics").decode()):
+            if family.name == "signalml_bar_to_signal_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        out[float(sample.labels["le"])] = sample.value
+        return out
+
+    def stage_sums(self) -> dict[str, tuple[float, float]]:
+        """``stage -> (seconds, count)`` of ``signalml_stage_latency_seconds``."""
+        out: dict[str, list[float]] = {}
+        for family in text_string_to_metric_families(self._get("/metrics").decode()):
+            if family.name == "signalml_stage_latency_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_sum"):
+                        out.setdefault(sample.labels["stage"], [0.0, 0.0])[0] = sample.value
+                    elif sample.name.endswith("_count"):
+                        out.setdefault(sample.labels["stage"], [0.0, 0.0])[1] = sample.value
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def serve_main(config: Path) -> None:
+    """``python -m stream.bench_e2e serve CONFIG.json``: the engine on the
+    settings an :class:`EngineProcess` wrote."""
+    import logging
+
+    from stream.engine import Engine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data = json.loads(config.read_text())
+    engine = Engine(Settings.model_validate({**data["settings"], "root": data["root"]}))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: engine.stop_event.set())
+    engine.run()
 
 
 def _naive(world: Settings, frame: pd.DataFrame, manifest, tag: str, created: list[str], n_bars: int) -> dict:
@@ -423,6 +576,9 @@ def run(
         for n in latency_symbols:
             frame = synthetic_bars(n, warmup_bars + latency_bar_times, seed=10_000 + n)
             result["latency_ms"][f"xs_{n}"] = _latency(world, frame, f"lat{n}", created, interval_s)
+        floor_n = max(latency_symbols)
+        result["latency_ms"]["kafka_transaction_floor"] = _kafka_floor(
+            world, tag, created, rounds=latency_bar_times, n_messages=floor_n, interval_s=interval_s)
 
         base_n = 500 if 500 in symbols else symbols[0]
         frame = synthetic_bars(base_n, warmup_bars + scored_bar_times, seed=base_n)
@@ -437,7 +593,10 @@ def run(
             "(start-up, model warm-up and the idle wait excluded; engine_wall_s includes them); the "
             "bars include the warm-up bar times. Latency: t0 = last bar of the bar time produced and "
             "flushed, t1 = read_committed consumer has all cross_section_size signals of that ts; "
-            "engine_bar_to_signal_ms_bucket_le are histogram bucket upper bounds (consumed -> committed). "
+            "The engine runs in its own process; engine_bar_to_signal_ms_bucket_le are histogram bucket upper "
+            "bounds (consumed -> committed) and engine_stage_mean_ms its per-stage means over the same bar times. "
+            "kafka_transaction_floor: the broker alone, a transactional producer committing as many "
+            "signal-sized messages plus offsets per transaction, begin -> all visible to read_committed. "
             f"Naive: per bar update_bar + {len(manifest.members)} batch-1 Triton requests + one produced "
             f"message, over {naive['bars']} bars after warm-up on the {base_n}-symbol bars, flush included; "
             f"ratio_vs_naive = engine xs_{base_n} throughput / naive. 2 shared cores: Kafka, Triton, the "
@@ -503,3 +662,9 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
             future.result(30)
         except Exception:  # noqa: BLE001 - cleanup is best effort
             pass
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "serve":
+        raise SystemExit("usage: python -m stream.bench_e2e serve CONFIG.json")
+    serve_main(Path(sys.argv[2]))

@@ -255,9 +255,12 @@ class Engine:
                     continue
                 if got_bars:
                     last_bar_at = time.monotonic()
-                elif self.pipeline.journal and not self.uncommitted:
+                elif len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times and not self.uncommitted:
                     # Idle: write the full state now, off the path of the
                     # next cross-section, so its transaction stays small.
+                    # Not after every bar time: at a live rate that is a
+                    # multi-MB write to the broker per bar time, which
+                    # slows the next cross-section's commit.
                     self._commit(rebase=True)
                 elif idle_exit_s is not None and self._drained() and time.monotonic() - last_bar_at > idle_exit_s:
                     break

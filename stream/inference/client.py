@@ -12,11 +12,22 @@ version: ``FEATURES``/``SEQUENCES`` -> ``SCORE`` on the cpu target, and
 FIL's ``input__0`` -> ``output__0`` on the gpu target. A sequence model
 whose input declares fewer steps than the cross-section has gets the last
 steps.
+
+With ``shared_memory=True`` (the default when Triton is on this host) the
+inputs of :meth:`InferenceClient.score` go through one POSIX shared-memory
+region registered with Triton instead of the gRPC message: the sequence
+tensor of a 500-symbol cross-section is 1.2 MB, and copying it into a
+region costs a fraction of serialising and sending it. The region grows
+when a larger cross-section needs it and is registered again after a
+Triton restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +35,7 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.grpc import InferInput, InferRequestedOutput
+import tritonclient.utils.shared_memory as triton_shm
 from tritonclient.utils import InferenceServerException
 
 from signalml.contracts import ManifestMember, ModelSetManifest
@@ -31,6 +43,8 @@ from stream.inference.errors import InferenceError, InvalidInput, translate
 from stream.inference.metrics import InferenceMetrics
 
 SCORE_OUTPUTS = ("SCORE", "output__0")
+
+log = logging.getLogger("signalml.inference")
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ class InferenceClient:
         retries: int = 3,
         retry_backoff_s: float = 0.1,
         max_batch_size: int = 8192,
+        shared_memory: bool | None = None,
         registry: Any = None,
     ):
         if timeout_s <= 0 or retries < 0 or retry_backoff_s < 0 or max_batch_size < 1:
@@ -75,6 +90,9 @@ class InferenceClient:
         self.metrics = InferenceMetrics.of(registry)
         self._client = grpcaio.InferenceServerClient(url)
         self._signatures: dict[tuple[str, int], Signature] = {}
+        if shared_memory is None:
+            shared_memory = is_local(url)
+        self._inputs = _InputRegion(self._client, self.timeout_s) if shared_memory else None
 
     @classmethod
     def from_settings(cls, settings, **overrides: Any) -> "InferenceClient":
@@ -87,6 +105,8 @@ class InferenceClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._inputs is not None:
+            await self._inputs.close()
         await self._client.close()
 
     # ------------------------------------------------------------ model sets
@@ -114,9 +134,19 @@ class InferenceClient:
             if rows is not None and len(sequences) != rows:
                 raise InvalidInput(f"tabular has {rows} rows but sequences has {len(sequences)}")
         inputs = {"tabular": tabular, "sequence": sequences}
-        results = await asyncio.gather(
-            *(self.score_member(m, inputs[m.input]) for m in manifest.members), return_exceptions=True
-        )
+        results = None
+        if self._inputs is not None and not self._inputs.busy:
+            async with self._inputs:
+                results = await self._score_staged(manifest, inputs)
+            if any(isinstance(r, NoSharedMemory) for r in results):
+                log.warning("triton inputs go in the request from now on: %s",
+                            next(r for r in results if isinstance(r, NoSharedMemory)))
+                await self._inputs.close()
+                self._inputs, results = None, None
+        if results is None:
+            results = await asyncio.gather(
+                *(self.score_member(m, inputs[m.input]) for m in manifest.members), return_exceptions=True
+            )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             first = failures[0]
@@ -145,6 +175,42 @@ class InferenceClient:
         scores = np.concatenate(parts) if len(parts) > 1 else parts[0]
         self.metrics.latency.labels(model).observe(time.perf_counter() - started)
         return scores
+
+    async def _score_staged(self, manifest: ModelSetManifest, inputs: dict) -> list:
+        """:meth:`score`'s members with their inputs in the shared region:
+        every chunk is written first, then all requests go out at once."""
+        region = self._inputs
+        plans = []
+        for member in manifest.members:
+            try:
+                signature = await self._retrying(member.name, member.version,
+                                                 lambda m=member: self._signature(m.name, m.version))
+                x = self._fit(signature, member.name, member.version, inputs[member.input])
+            except InferenceError as exc:
+                plans.append(exc)
+                continue
+            chunks = [x[i : i + self.max_batch_size] for i in range(0, len(x), self.max_batch_size)]
+            plans.append((member, signature, chunks))
+        try:
+            await region.reserve(sum(c.nbytes for p in plans if not isinstance(p, Exception) for c in p[2]))
+        except NoSharedMemory as exc:
+            return [exc] * len(plans)
+        placed = [p if isinstance(p, Exception) else (p[0], p[1], [region.put(c) for c in p[2]]) for p in plans]
+
+        async def run(plan):
+            if isinstance(plan, Exception):
+                raise plan
+            member, signature, refs = plan
+            started = time.perf_counter()
+            if not refs:
+                return np.zeros(0, dtype=np.float64)
+            parts = await asyncio.gather(*(self._retrying(
+                member.name, member.version,
+                lambda r=r: self._infer_once(member.name, member.version, signature, None, r)) for r in refs))
+            self.metrics.latency.labels(member.name).observe(time.perf_counter() - started)
+            return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+        return await asyncio.gather(*(run(p) for p in placed), return_exceptions=True)
 
     async def ready(self, manifest: ModelSetManifest) -> dict[str, bool]:
         """Whether each member's pinned version is loaded and ready."""
@@ -218,9 +284,16 @@ class InferenceClient:
                 )
         return np.ascontiguousarray(x)
 
-    async def _infer_once(self, model: str, version: int, signature: Signature, x: np.ndarray) -> np.ndarray:
-        tensor = InferInput(signature.input_name, list(x.shape), signature.datatype)
-        tensor.set_data_from_numpy(x)
+    async def _infer_once(self, model: str, version: int, signature: Signature, x: np.ndarray | None,
+                          ref: "_Placed | None" = None) -> np.ndarray:
+        """One request: ``x`` in the message, or the rows at ``ref`` in the shared region."""
+        shape = list(x.shape) if ref is None else list(ref.shape)
+        tensor = InferInput(signature.input_name, shape, signature.datatype)
+        if ref is None:
+            tensor.set_data_from_numpy(x)
+        else:
+            await self._inputs.registered()
+            tensor.set_shared_memory(self._inputs.name, ref.nbytes, offset=ref.offset)
         try:
             result = await asyncio.wait_for(
                 self._client.infer(
@@ -234,12 +307,125 @@ class InferenceClient:
             )
         except asyncio.TimeoutError:
             raise InferenceServerException("deadline exceeded", status="StatusCode.DEADLINE_EXCEEDED") from None
+        except InferenceServerException as exc:
+            if ref is not None and "shared memory region" in (exc.message() or str(exc)):
+                self._inputs.forget()  # Triton restarted: the next attempt registers the region again
+            raise
         scores = result.as_numpy(signature.output_name)
-        if scores is None or scores.size != len(x):
+        rows = len(x) if ref is None else ref.shape[0]
+        if scores is None or scores.size != rows:
             got = None if scores is None else list(scores.shape)
-            raise InferenceError(f"model {model} version {version} answered {got} for {len(x)} rows",
+            raise InferenceError(f"model {model} version {version} answered {got} for {rows} rows",
                                  model=model, version=version)
         return scores.reshape(-1).astype(np.float64)
+
+
+class NoSharedMemory(InferenceError):
+    """Shared memory cannot carry inputs to this Triton; requests carry them."""
+
+
+@dataclass(frozen=True)
+class _Placed:
+    offset: int
+    nbytes: int
+    shape: tuple[int, ...]
+
+
+class _InputRegion:
+    """One POSIX shared-memory region for request inputs, registered with
+    Triton. Used by one :meth:`InferenceClient.score` at a time (``async
+    with``); ``reserve`` then ``put`` lay the inputs out from offset 0."""
+
+    _ids = itertools.count()
+    ALIGN = 64
+
+    def __init__(self, client, timeout_s: float):
+        self.client = client
+        self.timeout_s = timeout_s
+        self.name = f"signalml-inputs-{os.getpid()}-{next(self._ids)}"
+        self.key = "/" + self.name.replace("-", "_")
+        self.handle = None
+        self.capacity = 0
+        self.is_registered = False
+        self.cursor = 0
+        self.lock = asyncio.Lock()
+        self.register_lock = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked()
+
+    async def __aenter__(self) -> "_InputRegion":
+        await self.lock.acquire()
+        self.cursor = 0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    async def reserve(self, nbytes: int) -> None:
+        """Room for ``nbytes`` of inputs (plus alignment), growing the region if needed."""
+        need = nbytes + 8 * self.ALIGN
+        if need <= self.capacity:
+            return
+        await self._drop()
+        capacity = max(need, 2 * self.capacity, 4 << 20)
+        try:
+            self.handle = triton_shm.create_shared_memory_region(self.name, self.key, capacity)
+        except triton_shm.SharedMemoryException as exc:
+            raise NoSharedMemory(f"cannot create a shared memory region: {exc}") from None
+        self.capacity = capacity
+
+    def put(self, x: np.ndarray) -> _Placed:
+        x = np.ascontiguousarray(x)
+        offset = -(-self.cursor // self.ALIGN) * self.ALIGN
+        if offset + x.nbytes > self.capacity:
+            raise InferenceError(f"shared input region of {self.capacity} bytes is full")
+        triton_shm.set_shared_memory_region(self.handle, [x], offset=offset)
+        self.cursor = offset + x.nbytes
+        return _Placed(offset, x.nbytes, tuple(x.shape))
+
+    async def registered(self) -> None:
+        """Register the region with Triton unless it is. Raises
+        :class:`NoSharedMemory` when Triton answers but cannot map it (it
+        runs on another host or in another IPC namespace)."""
+        async with self.register_lock:
+            if self.is_registered:
+                return
+            try:
+                await self.client.unregister_system_shared_memory(self.name, client_timeout=self.timeout_s)
+                await self.client.register_system_shared_memory(self.name, self.key, self.capacity,
+                                                                client_timeout=self.timeout_s)
+            except InferenceServerException as exc:
+                status = exc.status() or ""
+                if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status:
+                    raise  # Triton is down or slow: retried like any request
+                raise NoSharedMemory(f"triton cannot map the input region: {exc.message() or exc}") from None
+            self.is_registered = True
+
+    def forget(self) -> None:
+        self.is_registered = False
+
+    async def _drop(self) -> None:
+        if self.is_registered:
+            try:
+                await self.client.unregister_system_shared_memory(self.name, client_timeout=self.timeout_s)
+            except InferenceServerException:
+                pass
+            self.is_registered = False
+        if self.handle is not None:
+            triton_shm.destroy_shared_memory_region(self.handle)
+            self.handle, self.capacity = None, 0
+
+    async def close(self) -> None:
+        async with self.lock:
+            await self._drop()
+
+
+def is_local(url: str) -> bool:
+    """Whether a ``host:port`` names this machine (shared memory reaches it)."""
+    host = url.rsplit(":", 1)[0].strip("[]").lower()
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
 def client_options(settings, **overrides: Any) -> dict[str, Any]:
@@ -250,6 +436,7 @@ def client_options(settings, **overrides: Any) -> dict[str, Any]:
         "retries": serving.retries,
         "retry_backoff_s": serving.retry_backoff_s,
         "max_batch_size": serving.max_batch_size,
+        "shared_memory": serving.shared_memory_inputs,
         **overrides,
     }
 

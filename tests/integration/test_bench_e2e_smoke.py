@@ -23,6 +23,10 @@ def test_quick_e2e_bench_reports_every_figure_and_scores_every_bar_time(stack, s
     assert latency["missing_bar_times"] == 0, latency
     assert latency["n"] == 4
     assert 0 < latency["p50"] <= latency["p99"]
+    # The engine ran as its own process and its stage timings came from its /metrics.
+    assert {"features", "commit"} <= set(latency["engine_stage_mean_ms"]), latency
+    floor = result["latency_ms"]["kafka_transaction_floor"]
+    assert floor["n"] == 4 and floor["messages"] == 40 and 0 < floor["p50"] <= floor["p99"], floor
 
     assert result["naive_bars_per_s"] > 0 and result["naive"]["undelivered"] == 0
     assert result["ratio_vs_naive"] > 0

@@ -140,3 +140,59 @@ def test_the_sync_client_works_inside_a_running_event_loop(served):
             return client.score(manifests[0], X, S)
 
     assert_equal_to_native(asyncio.run(inside()), manifests[0], natives[0])
+
+
+def registered_regions(settings) -> set[str]:
+    """Names of the system shared-memory regions Triton has registered."""
+    import tritonclient.grpc as grpc
+
+    status = grpc.InferenceServerClient(settings.triton.grpc_url).get_system_shared_memory_status(as_json=True)
+    return set(status.get("regions", {}))
+
+
+def test_inputs_through_shared_memory_give_exactly_the_scores_of_inputs_in_the_request(served):
+    settings, manifests, natives = served
+    with SyncInferenceClient.from_settings(settings, shared_memory=False, registry=CollectorRegistry()) as wire:
+        expected = wire.score(manifests[1], X, S)
+        split = wire.score(manifests[1], X[:200], S[:200])
+    with SyncInferenceClient.from_settings(settings, shared_memory=True, registry=CollectorRegistry()) as client:
+        scores = client.score(manifests[1], X, S)
+        name = client.client._inputs.name
+        assert name in registered_regions(settings)  # the scores did come through the region
+        for member in expected:
+            np.testing.assert_array_equal(scores[member], expected[member])
+        assert_equal_to_native(scores, manifests[1], natives[1])
+        # A smaller cross-section after a larger one reads only its own rows.
+        smaller = client.score(manifests[1], X[:200], S[:200])
+        for member in split:
+            np.testing.assert_array_equal(smaller[member], split[member])
+    assert name not in registered_regions(settings)  # closing the client unregisters it
+
+
+def test_the_region_grows_for_a_larger_cross_section_and_splits_still_apply(served):
+    settings, manifests, natives = served
+    tiles = 150  # 45,000 rows: more than the first 4 MiB region holds
+    big_x, big_s = np.concatenate([X] * tiles), np.concatenate([S] * tiles)
+    with SyncInferenceClient.from_settings(settings, shared_memory=True, max_batch_size=1024,
+                                           registry=CollectorRegistry()) as client:
+        client.score(manifests[0], X[:10], S[:10])
+        first = client.client._inputs.capacity
+        scores = client.score(manifests[0], big_x, big_s)
+        assert big_s.nbytes > first and client.client._inputs.capacity > big_s.nbytes
+    for member in scores:
+        problem, _ = compare(member, "cpu", scores[member], np.tile(natives[0][member], tiles))
+        assert problem is None, (member, problem)
+
+
+def test_a_registration_triton_lost_is_made_again(served):
+    """A restarted Triton knows no region: the client registers its region
+    again and the request goes through."""
+    import tritonclient.grpc as grpc
+
+    settings, manifests, natives = served
+    with SyncInferenceClient.from_settings(settings, shared_memory=True, registry=CollectorRegistry()) as client:
+        client.score(manifests[0], X, S)
+        grpc.InferenceServerClient(settings.triton.grpc_url).unregister_system_shared_memory()  # all regions
+        assert client.client._inputs.name not in registered_regions(settings)
+        assert_equal_to_native(client.score(manifests[0], X, S), manifests[0], natives[0])
+        assert client.client._inputs.name in registered_regions(settings)
