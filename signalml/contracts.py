@@ -102,10 +102,18 @@ class ManifestMember(Struct, frozen=True):
 
 
 class ReferenceBins(Struct, frozen=True):
-    """Training-time distribution of one feature or score, for PSI."""
+    """Training-time distribution of one feature or score, for PSI.
+
+    ``warning_psi`` / ``critical_psi``: where training measured that this
+    column's PSI over a monitoring window already varies more than the
+    conventional 0.1 / 0.25 (a feature with few distinct values, a
+    regime-sensitive one), the levels calibrated on its training windows;
+    None means the conventional ones."""
 
     edges: list[float]
     fractions: list[float]
+    warning_psi: float | None = None
+    critical_psi: float | None = None
 
 
 class ModelSetManifest(Struct, frozen=True):

@@ -4,7 +4,11 @@ engine's inline feature-drift window.
 PSI = Σ (p_live − p_ref) · ln(p_live / p_ref) over the reference bins, with
 both shares floored at ``EPSILON`` so an empty bin does not give infinity.
 Conventional reading: < 0.1 stable, 0.1–0.25 moderate shift (warning),
-> 0.25 significant shift (critical).
+> 0.25 significant shift (critical). A column whose PSI already exceeds
+that over a window of its own training data (a feature with few distinct
+values, a regime-sensitive one) carries higher levels in its reference
+bins, calibrated there (:func:`training.drift_reference.calibrate`), so a
+stable stream does not raise a standing alarm on it.
 """
 
 from __future__ import annotations
@@ -38,10 +42,17 @@ def psi(reference_fractions: list[float] | np.ndarray, counts: np.ndarray) -> fl
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def severity(statistic: float) -> str | None:
-    if not np.isfinite(statistic) or statistic < WARNING_PSI:
+def thresholds(bins: ReferenceBins) -> tuple[float, float]:
+    """(warning, critical) PSI levels of a column: the conventional ones, or
+    the higher ones its training windows were calibrated to."""
+    warning = max(WARNING_PSI, bins.warning_psi or 0.0)
+    return warning, max(CRITICAL_PSI, bins.critical_psi or 0.0, warning)
+
+
+def severity(statistic: float, warning: float = WARNING_PSI, critical: float = CRITICAL_PSI) -> str | None:
+    if not np.isfinite(statistic) or statistic < warning:
         return None
-    return "critical" if statistic >= CRITICAL_PSI else "warning"
+    return "critical" if statistic >= critical else "warning"
 
 
 class FeatureDriftWindow:
@@ -67,10 +78,11 @@ class FeatureDriftWindow:
         events = []
         for _, name, bins in self.columns:
             statistic = psi(bins.fractions, self.counts[name])
-            level = severity(statistic)
+            warning, critical = thresholds(bins)
+            level = severity(statistic, warning, critical)
             if level is not None:
                 events.append(DriftEvent(ts=ts, kind="feature_psi", subject=name, statistic=statistic,
-                                         threshold=CRITICAL_PSI if level == "critical" else WARNING_PSI,
+                                         threshold=critical if level == "critical" else warning,
                                          severity=level, model_set=self.model_set,
                                          detail=f"PSI over the last {self.bars} bar times"))
             self.counts[name][:] = 0

@@ -23,7 +23,7 @@ from models.ensemble import manifest_entry
 from signalml.config import Settings
 from signalml.contracts import schema_hash
 from training.dataset import Dataset
-from training.drift_reference import drift_reference
+from training.drift_reference import calibrate, drift_reference, full_windows
 from training.jsonio import to_jsonable, write_json
 from training.window import WindowFit, member_input, sequence_length_of
 
@@ -86,6 +86,16 @@ def write_model_set(
         dataset.feature_names,
         {name: final.valid_scores[:, j] for j, name in enumerate(final.member_names)},
     )
+    # Levels for the columns that move that much window to window in training.
+    window_bars = settings.serving.psi_window_bars
+    fit_windows = full_windows(dataset.date_index[final.fit_rows], window_bars)
+    valid_windows = full_windows(dataset.date_index[final.valid_rows], window_bars)
+    kept_fit, kept_valid = fit_windows >= 0, valid_windows >= 0
+    columns = {name: (dataset.features[final.fit_rows[kept_fit], j], fit_windows[kept_fit])
+               for j, name in enumerate(dataset.feature_names)}
+    columns.update({f"score:{name}": (final.valid_scores[kept_valid, j], valid_windows[kept_valid])
+                    for j, name in enumerate(final.member_names)})
+    reference = calibrate(reference, columns)
     names = list(dataset.feature_names)
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -59,8 +59,10 @@ def _reference(raw: dict) -> dict[str, ReferenceBins]:
             continue
         edges = [float(e) for e in bins["edges"]]
         fractions = [float(f) for f in bins["fractions"]]
+        levels = {k: float(bins[k]) for k in ("warning_psi", "critical_psi")
+                  if bins.get(k) is not None and math.isfinite(float(bins[k]))}
         if all(math.isfinite(v) for v in edges + fractions):
-            out[str(name)] = ReferenceBins(edges=edges, fractions=fractions)
+            out[str(name)] = ReferenceBins(edges=edges, fractions=fractions, **levels)
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from signalml.config import MonitorSettings
@@ -172,7 +173,7 @@ class ModelSetAnalyzer:
             "model_set": self.model_set,
             "horizon_bars": self.horizon_bars,
             "references": self.references,
-            "score_bins": {k: {"edges": v.edges, "fractions": v.fractions} for k, v in self.score_bins.items()},
+            "score_bins": {k: msgspec.to_builtins(v) for k, v in self.score_bins.items()},
             "bars": self.bars,
             "last_ts": self.last_ts,
             "subjects": {name: s.state() for name, s in self.subjects.items()},
@@ -186,7 +187,7 @@ class ModelSetAnalyzer:
             raise ValueError(f"monitor analyzer state version {state.get('version')!r} is not 1")
         analyzer = cls(cfg, state["role"], state["model_set"], state["horizon_bars"])
         analyzer.references = dict(state["references"])
-        analyzer.score_bins = {k: ReferenceBins(v["edges"], v["fractions"]) for k, v in state["score_bins"].items()}
+        analyzer.score_bins = {k: msgspec.convert(v, ReferenceBins) for k, v in state["score_bins"].items()}
         analyzer.score_psi = ScorePsi(analyzer.score_bins, cfg.score_psi_window_bars)
         analyzer.score_psi.restore(state["score_psi"])
         analyzer.bars, analyzer.last_ts = state["bars"], state["last_ts"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from signalml.contracts import ReferenceBins
-from stream.drift import CRITICAL_PSI, WARNING_PSI, bin_counts, psi, severity
+from stream.drift import bin_counts, psi, severity, thresholds
 
 
 class ScorePsi:
@@ -30,9 +30,10 @@ class ScorePsi:
         findings = []
         for member, counts in self.counts.items():
             statistic = psi(self.reference[member].fractions, counts)
-            level = severity(statistic)
+            warning, critical = thresholds(self.reference[member])
+            level = severity(statistic, warning, critical)
             if level is not None:
-                findings.append((member, statistic, level, CRITICAL_PSI if level == "critical" else WARNING_PSI))
+                findings.append((member, statistic, level, critical if level == "critical" else warning))
             counts[:] = 0
         self.bars = 0
         return findings

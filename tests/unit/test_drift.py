@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from signalml.contracts import ReferenceBins
 from stream.drift import FeatureDriftWindow, bin_counts, psi
@@ -31,3 +32,63 @@ def test_a_shifted_feature_is_reported_by_name_and_a_stable_one_is_not():
         events += window.update(ts, x)
     assert [(e.kind, e.subject, e.severity, e.ts) for e in events] == [("feature_psi", "shifted", "critical", 4)]
     assert events[0].statistic > 0.25
+
+
+def discrete_panel(rng, n_windows: int, window_bars: int, names: int = 500):
+    """A feature with five values whose shares move with the market's regime
+    (as a cross-sectional rank of a 5-bar argmax does: here one regime per
+    window), and a continuous one that does not move."""
+    rows, dates = [], []
+    for t in range(n_windows * window_bars):
+        if t % window_bars == 0:
+            shares = rng.dirichlet(np.full(5, 3.0))
+        rows.append(np.column_stack([rng.choice(np.linspace(-0.4, 0.4, 5), size=names, p=shares),
+                                     rng.normal(size=names)]))
+        dates.append(np.full(names, t))
+    return np.concatenate(rows), np.concatenate(dates)
+
+
+def test_training_windows_calibrate_the_levels_of_a_column_that_moves_and_leave_a_steady_one_alone():
+    from training.drift_reference import calibrate, full_windows, reference_bins, window_psis
+
+    rng = np.random.default_rng(3)
+    x, dates = discrete_panel(rng, n_windows=25, window_bars=20)
+    windows = full_windows(dates, 20)
+    reference = {"discrete": reference_bins(x[:, 0]), "continuous": reference_bins(x[:, 1])}
+    calibrated = calibrate(reference, {"discrete": (x[:, 0], windows), "continuous": (x[:, 1], windows)})
+
+    moving = window_psis(x[:, 0], windows, reference["discrete"])
+    assert len(moving) == 25 and np.mean(moving >= 0.1) > 0.5  # the training data itself would raise warnings
+    assert calibrated["discrete"]["warning_psi"] == pytest.approx(1.1 * moving.max())
+    assert calibrated["discrete"]["critical_psi"] == pytest.approx(max(0.25, 2.5 * 1.1 * moving.max()))
+    assert "warning_psi" not in calibrated["continuous"]  # well below 0.1: the conventional levels
+    assert calibrated["continuous"]["edges"] == reference["continuous"]["edges"]
+
+    # A live stream of 20 windows from the same process: alarms on the
+    # discrete column in most windows with the conventional levels, in at most
+    # one with the calibrated ones; none ever on the continuous column.
+    live, _ = discrete_panel(np.random.default_rng(4), n_windows=20, window_bars=20)
+    alarms = {}
+    for label, bins in (("calibrated", {k: ReferenceBins(**v) for k, v in calibrated.items()}),
+                        ("conventional", {k: ReferenceBins(v["edges"], v["fractions"]) for k, v in calibrated.items()})):
+        window = FeatureDriftWindow(bins, ["discrete", "continuous"], window_bars=20, model_set="ms-1")
+        events = [e for t in range(400) for e in window.update(t, live[t * 500:(t + 1) * 500])]
+        assert {e.subject for e in events} <= {"discrete"}
+        alarms[label] = len(events)
+    assert alarms["conventional"] >= 10 and alarms["calibrated"] <= 1, alarms
+
+    # A real shift of the discrete column is still reported, against its own level.
+    calibrated_bins = {k: ReferenceBins(**v) for k, v in calibrated.items()}
+    window = FeatureDriftWindow(calibrated_bins, ["discrete", "continuous"], window_bars=20, model_set="ms-1")
+    shifted = live[: 500 * 20].copy()
+    shifted[:, 0] = np.where(rng.random(len(shifted)) < 0.9, 0.4, shifted[:, 0])
+    found = [e for t in range(20) for e in window.update(t, shifted[t * 500:(t + 1) * 500])]
+    assert [(e.subject, e.severity) for e in found] == [("discrete", "critical")], found
+    assert found[0].threshold == pytest.approx(calibrated_bins["discrete"].critical_psi)
+
+
+def test_full_windows_count_distinct_bar_times_and_leave_out_the_incomplete_last_one():
+    from training.drift_reference import full_windows
+
+    dates = np.array([5, 5, 7, 9, 9, 11, 12, 12])
+    assert full_windows(dates, 2).tolist() == [0, 0, 0, 1, 1, 1, -1, -1]
