@@ -144,7 +144,7 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
             return []
 
     positions = Positions(state)
-    gaps = GapReader(kafka.bootstrap_servers)
+    gaps = GapReader(kafka.bootstrap_servers, group_id=cfg.app_id)
 
     async def deliver(events: list) -> None:
         for drift_event in events:

@@ -13,7 +13,8 @@ bars.
 So the monitor keeps, per source partition, the next offset it expects
 (``o|TOPIC|PARTITION`` in the state table, written last for each record, so
 a recovered position implies the record's other writes were recovered
-too). A record before it is a replay and is skipped. A record after it
+too). A partition without a position starts at the group's committed
+offset, or at its beginning. A record before it is a replay and is skipped. A record after it
 means either offsets that hold no record for a ``read_committed`` reader
 (transaction markers, aborted records) or records the consumer skipped;
 :class:`GapReader` reads that range from the broker and returns the
@@ -49,8 +50,10 @@ class GapReader:
     """Committed records of one partition in an offset range, read directly
     from the broker (no consumer group)."""
 
-    def __init__(self, bootstrap_servers: str, timeout_s: float = 30.0):
+    def __init__(self, bootstrap_servers: str, timeout_s: float = 30.0, group_id: str | None = None):
         self.timeout_s = timeout_s
+        self.group_id = group_id
+        self.bootstrap_servers = bootstrap_servers
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap_servers,
             "group.id": "signalml-monitor-gap-reader",  # required by the client; nothing is committed
@@ -61,7 +64,19 @@ class GapReader:
         })
 
     def first_offset(self, topic: str, partition: int) -> int:
-        """The partition's earliest offset (where a new monitor starts)."""
+        """Where the monitor starts on a partition it has no position for:
+        its consumer group's committed offset when there is one (set by an
+        earlier run, or by an operator to skip history), else the
+        partition's earliest offset (``auto.offset.reset`` earliest)."""
+        if self.group_id is not None:
+            group = Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": self.group_id,
+                              "enable.auto.commit": False})
+            try:
+                committed = group.committed([TopicPartition(topic, partition)], timeout=self.timeout_s)[0].offset
+            finally:
+                group.close()
+            if committed >= 0:
+                return committed
         low, _ = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout_s)
         return low
 

@@ -79,6 +79,10 @@ def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_starte
     assert set(keys) == expected
     assert {s.model_set for s in signals} == {summary["model_set"]}
     assert summary["signals"] == len(expected) and summary["complete_cross_sections"] == QUICK.tail_days
+    # The monitor started at the end of the topics (after the warm-up) and
+    # evaluated every tail cross-section whose returns matured.
+    horizon = settings.training.label_horizon_bars
+    assert summary["monitor"]["evaluated"] == QUICK.tail_days - horizon, summary["monitor"]
 
     assert (out / "report.html").is_file() and (out / "model_set").is_dir()
     assert summary["report"] == str(out / "report.html") and "report.html" in run.stdout

@@ -51,3 +51,19 @@ def test_a_range_yields_its_committed_records_with_their_offsets(topic):
         assert reader.read(name, 0, 6, 100) == [(6, b"c", b"c")]
     finally:
         reader.close()
+
+
+def test_without_a_position_the_monitor_starts_at_its_group_s_committed_offset(topic):
+    from confluent_kafka import Consumer, TopicPartition
+
+    bootstrap, name = topic
+    group = f"positions-group-{uuid.uuid4().hex[:8]}"
+    reader = GapReader(bootstrap, timeout_s=20, group_id=group)
+    try:
+        assert reader.first_offset(name, 0) == 0  # nothing committed: the beginning
+        committer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        committer.commit(offsets=[TopicPartition(name, 0, 6)], asynchronous=False)
+        committer.close()
+        assert reader.first_offset(name, 0) == 6  # e.g. set to the end to skip history
+    finally:
+        reader.close()
