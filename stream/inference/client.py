@@ -166,19 +166,28 @@ class InferenceClient:
         started = time.perf_counter()
         signature = await self._retrying(model, version, lambda: self._signature(model, version))
         x = self._fit(signature, model, version, x)
-        if len(x) == 0:
+        return await self._send(model, version, signature, self._chunks(x), started)
+
+    def _chunks(self, x: np.ndarray) -> list[np.ndarray]:
+        """``x`` cut into requests of at most ``max_batch_size`` rows."""
+        return [x[i : i + self.max_batch_size] for i in range(0, len(x), self.max_batch_size)]
+
+    async def _send(self, model: str, version: int, signature: Signature, parts: list, started: float) -> np.ndarray:
+        """Scores of ``parts`` (row arrays, or rows already in the shared
+        region), one request each in parallel, concatenated in order."""
+        if not parts:
             return np.zeros(0, dtype=np.float64)
-        chunks = [x[i : i + self.max_batch_size] for i in range(0, len(x), self.max_batch_size)]
-        parts = await asyncio.gather(
-            *(self._retrying(model, version, lambda c=c: self._infer_once(model, version, signature, c)) for c in chunks)
+        scores = await asyncio.gather(
+            *(self._retrying(model, version, lambda p=p: self._infer_once(model, version, signature, p)) for p in parts)
         )
-        scores = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        out = np.concatenate(scores) if len(scores) > 1 else scores[0]
         self.metrics.latency.labels(model).observe(time.perf_counter() - started)
-        return scores
+        return out
 
     async def _score_staged(self, manifest: ModelSetManifest, inputs: dict) -> list:
         """:meth:`score`'s members with their inputs in the shared region:
-        every chunk is written first, then all requests go out at once."""
+        the region is sized for all of them, then each member writes its
+        chunks there and sends them."""
         region = self._inputs
         plans = []
         for member in manifest.members:
@@ -189,28 +198,20 @@ class InferenceClient:
             except InferenceError as exc:
                 plans.append(exc)
                 continue
-            chunks = [x[i : i + self.max_batch_size] for i in range(0, len(x), self.max_batch_size)]
-            plans.append((member, signature, chunks))
+            plans.append((member, signature, self._chunks(x)))
         try:
             await region.reserve(sum(c.nbytes for p in plans if not isinstance(p, Exception) for c in p[2]))
         except NoSharedMemory as exc:
             return [exc] * len(plans)
-        placed = [p if isinstance(p, Exception) else (p[0], p[1], [region.put(c) for c in p[2]]) for p in plans]
 
         async def run(plan):
             if isinstance(plan, Exception):
                 raise plan
-            member, signature, refs = plan
-            started = time.perf_counter()
-            if not refs:
-                return np.zeros(0, dtype=np.float64)
-            parts = await asyncio.gather(*(self._retrying(
-                member.name, member.version,
-                lambda r=r: self._infer_once(member.name, member.version, signature, None, r)) for r in refs))
-            self.metrics.latency.labels(member.name).observe(time.perf_counter() - started)
-            return np.concatenate(parts) if len(parts) > 1 else parts[0]
+            member, signature, chunks = plan
+            placed = [region.put(c) for c in chunks]
+            return await self._send(member.name, member.version, signature, placed, time.perf_counter())
 
-        return await asyncio.gather(*(run(p) for p in placed), return_exceptions=True)
+        return await asyncio.gather(*(run(p) for p in plans), return_exceptions=True)
 
     async def ready(self, manifest: ModelSetManifest) -> dict[str, bool]:
         """Whether each member's pinned version is loaded and ready."""
@@ -284,16 +285,16 @@ class InferenceClient:
                 )
         return np.ascontiguousarray(x)
 
-    async def _infer_once(self, model: str, version: int, signature: Signature, x: np.ndarray | None,
-                          ref: "_Placed | None" = None) -> np.ndarray:
-        """One request: ``x`` in the message, or the rows at ``ref`` in the shared region."""
-        shape = list(x.shape) if ref is None else list(ref.shape)
-        tensor = InferInput(signature.input_name, shape, signature.datatype)
-        if ref is None:
-            tensor.set_data_from_numpy(x)
-        else:
+    async def _infer_once(self, model: str, version: int, signature: Signature,
+                          rows: "np.ndarray | _Placed") -> np.ndarray:
+        """One request: ``rows`` in the message, or already in the shared region."""
+        placed = isinstance(rows, _Placed)
+        tensor = InferInput(signature.input_name, list(rows.shape), signature.datatype)
+        if placed:
             await self._inputs.registered()
-            tensor.set_shared_memory(self._inputs.name, ref.nbytes, offset=ref.offset)
+            tensor.set_shared_memory(self._inputs.name, rows.nbytes, offset=rows.offset)
+        else:
+            tensor.set_data_from_numpy(rows)
         try:
             result = await asyncio.wait_for(
                 self._client.infer(
@@ -308,14 +309,14 @@ class InferenceClient:
         except asyncio.TimeoutError:
             raise InferenceServerException("deadline exceeded", status="StatusCode.DEADLINE_EXCEEDED") from None
         except InferenceServerException as exc:
-            if ref is not None and "shared memory region" in (exc.message() or str(exc)):
+            if placed and "shared memory region" in (exc.message() or str(exc)):
                 self._inputs.forget()  # Triton restarted: the next attempt registers the region again
             raise
         scores = result.as_numpy(signature.output_name)
-        rows = len(x) if ref is None else ref.shape[0]
-        if scores is None or scores.size != rows:
+        n = rows.shape[0]
+        if scores is None or scores.size != n:
             got = None if scores is None else list(scores.shape)
-            raise InferenceError(f"model {model} version {version} answered {got} for {rows} rows",
+            raise InferenceError(f"model {model} version {version} answered {got} for {n} rows",
                                  model=model, version=version)
         return scores.reshape(-1).astype(np.float64)
 
