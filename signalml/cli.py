@@ -169,15 +169,11 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import logging
-    import signal
 
-    from stream.engine import Engine
+    from stream.engine import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = Engine(settings)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: engine.stop_event.set())
-    engine.run(idle_exit_s=args.idle_exit)
+    serve(settings, idle_exit_s=args.idle_exit)
     return 0
 
 

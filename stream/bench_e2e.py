@@ -55,14 +55,13 @@ import pandas as pd
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from signalml.config import Settings
 from signalml.contracts import Signal, encode
 from signalml.services.kafka import KafkaBroker
 from signalml.services.process import free_port
 from stream.bars_file import bar_close_ms, read_bars
-from stream.observability import bucket_quantile
+from stream.observability import bucket_quantile, histogram_buckets, histogram_totals, scraped_samples
 from stream.replay import encode_bars, producer_config, replay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,7 +270,7 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
         last_warm = int(times[warmup - 1])
         engine.wait(lambda h: h["last_bar_time_ms"] == last_warm, "the warm-up bar times", 120)
         time.sleep(0.5)  # the engine writes its idle base snapshot
-        before, stages_before = engine.bar_to_signal(), engine.stage_sums()
+        before, stages_before = engine.histograms()
         groups = [(int(ts), g) for ts, g in live.groupby("ts", sort=True)]
         next_due = time.perf_counter()
         for ts, group in groups:
@@ -292,7 +291,7 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
                 latencies.append((watcher.complete_at[ts] - t0) * 1000)
             else:
                 missing.append(ts)
-        after, stages_after = engine.bar_to_signal(), engine.stage_sums()
+        after, stages_after = engine.histograms()
     finally:
         engine.stop()
         watcher.close()
@@ -425,27 +424,13 @@ class EngineProcess:
             time.sleep(0.05)
         raise TimeoutError(f"engine: no {what} in {timeout_s:.0f} s (health {health}): {self.log.read_text()[-2000:]}")
 
-    def bar_to_signal(self) -> dict[float, float]:
-        """Cumulative bucket counts of ``signalml_bar_to_signal_seconds``."""
-        out = {}
-        for family in text_string_to_metric_families(self._get("/metrics").decode()):
-            if family.name == "signalml_bar_to_signal_seconds":
-                for sample in family.samples:
-                    if sample.name.endswith("_bucket"):
-                        out[float(sample.labels["le"])] = sample.value
-        return out
-
-    def stage_sums(self) -> dict[str, tuple[float, float]]:
-        """``stage -> (seconds, count)`` of ``signalml_stage_latency_seconds``."""
-        out: dict[str, list[float]] = {}
-        for family in text_string_to_metric_families(self._get("/metrics").decode()):
-            if family.name == "signalml_stage_latency_seconds":
-                for sample in family.samples:
-                    if sample.name.endswith("_sum"):
-                        out.setdefault(sample.labels["stage"], [0.0, 0.0])[0] = sample.value
-                    elif sample.name.endswith("_count"):
-                        out.setdefault(sample.labels["stage"], [0.0, 0.0])[1] = sample.value
-        return {k: (v[0], v[1]) for k, v in out.items()}
+    def histograms(self) -> tuple[dict[float, float], dict[str, tuple[float, float]]]:
+        """One scrape of ``/metrics``: the cumulative buckets of
+        ``signalml_bar_to_signal_seconds`` and ``stage -> (seconds, count)``
+        of ``signalml_stage_latency_seconds``."""
+        samples = scraped_samples(self._get("/metrics").decode())
+        return (histogram_buckets(samples, "signalml_bar_to_signal_seconds"),
+                histogram_totals(samples, "signalml_stage_latency_seconds", "stage"))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -462,14 +447,11 @@ def serve_main(config: Path) -> None:
     settings an :class:`EngineProcess` wrote."""
     import logging
 
-    from stream.engine import Engine
+    from stream.engine import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data = json.loads(config.read_text())
-    engine = Engine(Settings.model_validate({**data["settings"], "root": data["root"]}))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: engine.stop_event.set())
-    engine.run()
+    serve(Settings.model_validate({**data["settings"], "root": data["root"]}))
 
 
 def _naive(world: Settings, frame: pd.DataFrame, manifest, tag: str, created: list[str], n_bars: int) -> dict:

@@ -447,3 +447,14 @@ class Engine:
         self.control.close()
         if self.client is not None:
             self.client.close()
+
+
+def serve(settings: Settings, *, idle_exit_s: float | None = None) -> None:
+    """Run an engine on ``settings`` until SIGINT or SIGTERM (or, with
+    ``idle_exit_s``, until idle), as ``signalml serve`` does."""
+    import signal
+
+    engine = Engine(settings)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: engine.stop_event.set())
+    engine.run(idle_exit_s=idle_exit_s)

@@ -13,8 +13,26 @@ import msgspec
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def scraped_samples(text: str) -> list:
+    """Every sample of a Prometheus text exposition (a ``/metrics`` page)."""
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def histogram_buckets(samples: list, name: str) -> dict[float, float]:
+    """Bucket bound (``le``) -> cumulative count of the unlabelled histogram ``name``."""
+    return {float(s.labels["le"]): s.value for s in samples if s.name == f"{name}_bucket"}
+
+
+def histogram_totals(samples: list, name: str, label: str) -> dict[str, tuple[float, float]]:
+    """Value of ``label`` -> (sum, count) of the histogram ``name``."""
+    sums = {s.labels[label]: s.value for s in samples if s.name == f"{name}_sum"}
+    counts = {s.labels[label]: s.value for s in samples if s.name == f"{name}_count"}
+    return {key: (sums.get(key, 0.0), counts[key]) for key in counts}
 
 
 def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:

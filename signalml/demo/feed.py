@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 import msgspec
 from confluent_kafka import Consumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from signalml.config import Settings
 from signalml.contracts import DriftEvent, Signal
-from stream.observability import bucket_quantile
+from stream.observability import bucket_quantile, histogram_buckets, scraped_samples
 
 _signal, _drift = msgspec.json.Decoder(Signal), msgspec.json.Decoder(DriftEvent)
 
@@ -142,13 +141,11 @@ class DemoFeed:
         text = get_text(f"{self.engine_url}/metrics")
         if text is None:
             return
-        buckets: dict[float, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "signalml_bars_in_total":
-                    self.engine_bars = int(sample.value)
-                elif sample.name == "signalml_bar_to_signal_seconds_bucket":
-                    buckets[float(sample.labels["le"])] = sample.value
+        samples = scraped_samples(text)
+        for sample in samples:
+            if sample.name == "signalml_bars_in_total":
+                self.engine_bars = int(sample.value)
+        buckets = histogram_buckets(samples, "signalml_bar_to_signal_seconds")
         now = time.monotonic()
         if self._tail_start is not None and self.engine_bars > self._tail_last[1]:
             self._tail_last = (now, self.engine_bars)
