@@ -53,10 +53,10 @@ def drift_reference(features: np.ndarray, feature_names, scores: dict[str, np.nd
 
 def window_psis(values: np.ndarray, windows: np.ndarray, bins: dict[str, list[float]]) -> np.ndarray:
     """PSI against ``bins`` of the rows of each window (``windows``: the
-    window number of every row)."""
+    window number of every row, -1 for rows of no full window)."""
     values = np.asarray(values, dtype=np.float64)
     out = []
-    for window in np.unique(windows):
+    for window in np.unique(windows[windows >= 0]):
         counts = bin_counts(values[windows == window], bins["edges"])
         if counts.sum() > 0:
             out.append(psi(bins["fractions"], counts))
@@ -84,7 +84,7 @@ def calibrate(reference: dict[str, dict], columns: dict[str, tuple[np.ndarray, n
 def full_windows(date_index: np.ndarray, window_bars: int) -> np.ndarray:
     """Window number of each row, counting ``window_bars`` distinct bar
     times per window from the first; rows of a last, incomplete window get
-    -1 (left out: it would not be a full window)."""
+    -1 (:func:`window_psis` leaves them out: it would not be a full window)."""
     dates = np.unique(date_index)
     windows = (np.searchsorted(dates, date_index) // window_bars).astype(np.int64)
     complete = len(dates) // window_bars

@@ -86,14 +86,13 @@ def write_model_set(
         dataset.feature_names,
         {name: final.valid_scores[:, j] for j, name in enumerate(final.member_names)},
     )
-    # Levels for the columns that move that much window to window in training.
-    window_bars = settings.serving.psi_window_bars
-    fit_windows = full_windows(dataset.date_index[final.fit_rows], window_bars)
-    valid_windows = full_windows(dataset.date_index[final.valid_rows], window_bars)
-    kept_fit, kept_valid = fit_windows >= 0, valid_windows >= 0
-    columns = {name: (dataset.features[final.fit_rows[kept_fit], j], fit_windows[kept_fit])
-               for j, name in enumerate(dataset.feature_names)}
-    columns.update({f"score:{name}": (final.valid_scores[kept_valid, j], valid_windows[kept_valid])
+    # Levels for the columns that move that much window to window in training,
+    # over the windows their live PSI uses: the engine's for features, the
+    # monitor's for scores.
+    fit_windows = full_windows(dataset.date_index[final.fit_rows], settings.serving.psi_window_bars)
+    valid_windows = full_windows(dataset.date_index[final.valid_rows], settings.monitor.score_psi_window_bars)
+    columns = {name: (dataset.features[final.fit_rows, j], fit_windows) for j, name in enumerate(dataset.feature_names)}
+    columns.update({f"score:{name}": (final.valid_scores[:, j], valid_windows)
                     for j, name in enumerate(final.member_names)})
     reference = calibrate(reference, columns)
     names = list(dataset.feature_names)

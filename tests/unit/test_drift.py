@@ -92,3 +92,13 @@ def test_full_windows_count_distinct_bar_times_and_leave_out_the_incomplete_last
 
     dates = np.array([5, 5, 7, 9, 9, 11, 12, 12])
     assert full_windows(dates, 2).tolist() == [0, 0, 0, 1, 1, 1, -1, -1]
+
+
+def test_rows_of_no_full_window_are_left_out_of_the_window_psis():
+    from training.drift_reference import full_windows, reference_bins, window_psis
+
+    values = np.concatenate([np.zeros(10), np.ones(3)])  # the last bar time alone is no full window
+    dates = np.concatenate([np.repeat([0, 1], 5), np.full(3, 2)])
+    windows = full_windows(dates, 2)
+    assert windows.tolist() == [0] * 10 + [-1] * 3
+    assert window_psis(values, windows, reference_bins(values[:10])).tolist() == [0.0]
