@@ -213,6 +213,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _bars_selection(p: argparse.ArgumentParser, from_help: str) -> None:
+    """The options of a command that reads a bars file: which symbols and
+    dates, and how it reports."""
+    p.add_argument("--symbols", nargs="+", help="only these symbols")
+    p.add_argument("--from", dest="from_date", help=from_help)
+    p.add_argument("--to", dest="to_date", help="last date, inclusive (YYYY-MM-DD)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="summary on one line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signalml", description="Streaming inference engine for trading signals.")
     parser.add_argument("--config", help="configuration file (default: $SIGNALML_CONFIG or ./signalml.yaml)")
@@ -233,22 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="publish a bars file (parquet or CSV) to Kafka")
     p.add_argument("--bars", required=True, help="parquet or CSV file of bars")
     p.add_argument("--speed", default="max", type=_speed, help="bar times per second, or 'max' (default)")
-    p.add_argument("--symbols", nargs="+", help="only these symbols")
-    p.add_argument("--from", dest="from_date", help="first date, inclusive (YYYY-MM-DD)")
-    p.add_argument("--to", dest="to_date", help="last date, inclusive (YYYY-MM-DD)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="summary on one line")
+    _bars_selection(p, "first date, inclusive (YYYY-MM-DD)")
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("predict", help="score a bars file with a published model set, as the engine would")
     p.add_argument("--bars", required=True, help="parquet or CSV file of bars")
     p.add_argument("--out", required=True, help="output file of signals: .parquet or .csv")
     p.add_argument("--model-set", metavar="ID", help="a stored model set (default: the current one)")
-    p.add_argument("--symbols", nargs="+", help="only these symbols")
-    p.add_argument("--from", dest="from_date", help="first date, inclusive (YYYY-MM-DD); warm-up starts there")
-    p.add_argument("--to", dest="to_date", help="last date, inclusive (YYYY-MM-DD)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="summary on one line")
+    _bars_selection(p, "first date, inclusive (YYYY-MM-DD); warm-up starts there")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("features", help="batch features of a bars file, through the streaming code")
