@@ -77,9 +77,11 @@ def _print_status(status: dict) -> None:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from signalml.services.topics import require_topics
     from stream.bars_file import read_bars
     from stream.replay import replay
 
+    require_topics(settings, ["bars", "bars_dlq"])
     frame = read_bars(args.bars, symbols=args.symbols, start=args.from_date, end=args.to_date)
     speed = None if args.speed == "max" else float(args.speed)
     with tqdm(total=len(frame), unit="bar", unit_scale=True, desc="replay", disable=args.quiet or None) as bar:
@@ -187,8 +189,10 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
+    from signalml.services.topics import require_topics
     from training.retrain import RetrainLoop
 
+    require_topics(settings, ["drift", "control"] + ([] if args.bars else ["bars"]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     loop = RetrainLoop(settings, bars_path=args.bars)
     if args.once:

@@ -189,7 +189,17 @@ class ServingSettings(Section):
     shared_memory_inputs: bool | None = Field(
         None, description="send Triton inputs through shared memory (None: when Triton is on this host)"
     )
-    barrier_timeout_s: float = Field(2.0, gt=0)
+    barrier_timeout_s: float = Field(
+        2.0, gt=0, description="live feed: wait this long for missing symbols once every partition is caught up"
+    )
+    max_ts_ahead_s: float = Field(
+        345_600.0, gt=0,
+        description="a bar this far beyond its partition's bar time waits for the partition's next bar to confirm it",
+    )
+    max_pending_bars: int = Field(
+        50_000, ge=1, description="pause partitions that run ahead once this many bars wait in open bar times"
+    )
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="exit this long after SIGTERM even if a call hangs")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8090, ge=1, le=65535)
     warmup_bars: int = Field(80, ge=0, description="bar times processed before signals are emitted")

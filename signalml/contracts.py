@@ -19,6 +19,15 @@ Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.
 EpochMs = Annotated[int, Meta(ge=0, le=32503680000000)]  # up to year 3000
 Interval = Annotated[str, Meta(max_length=16)]
 
+# What a bar's numbers may be. Beyond these no real instrument trades (the
+# dearest share is under 1e6, the cheapest token above 1e-10), and inside them
+# every feature stays finite: the largest product the features form (a
+# squared return or a squared dollar volume, summed over a window) is far
+# below float64's 1.8e308, where a price of 1e308 overflows at once.
+MIN_PRICE = 1e-12
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e18
+
 
 class Bar(Struct, frozen=True):
     """One OHLCV bar; topic ``bars``, key = symbol. ``ts`` is the bar close."""

@@ -1,27 +1,44 @@
 """The cross-section barrier: bars in, the complete cross-section of each bar time out.
 
 Bars of one bar time arrive spread over the partitions of the ``bars``
-topic. A cross-section closes, strictly in bar-time order, at the first of:
+topic, each partition in its own order, interleaved however the consumer
+delivers them. Which bars form the cross-section of a bar time must depend
+on what the partitions hold, never on that interleaving or on the machine's
+speed: that is what makes a replay after a crash, a broker restart or a slow
+partition assemble exactly the same cross-sections.
 
-* **complete**: every expected symbol (those of the previous closed
-  cross-section) has its bar, and every partition has either moved past
-  that bar time or is drained (the consumer has read all it holds). A
-  symbol that joins never blocks, one that leaves blocks only until the
-  next rule or the timeout. The drained condition keeps this rule from
-  firing while a backlog is read: there, a joining symbol's bar may still
-  sit unread in another partition;
+A partition *can no longer deliver* bar time ``t`` once it has delivered a
+bar of a later bar time (its bars are in bar-time order; a bar older than
+one its partition already delivered is late, see below), or while it is
+*caught up*: the consumer has read all it holds (its end-of-partition event
+came after its last bar). A cross-section closes, strictly in bar-time order,
+at the first of:
+
 * **watermark**: every assigned partition has delivered a bar of a later
-  bar time. Bars of one partition arrive in bar-time order, so nothing
-  older can still come from any partition: the set of bars is final. This
-  rule depends only on what is in the topic, not on timing, which is what
-  makes a replay after a crash assemble exactly the same cross-sections;
+  bar time. Nothing older can come from any partition: the set of bars is
+  final, whatever the timing;
+* **complete**: every expected symbol (those of the previous closed
+  cross-section) has its bar, and no partition can deliver the bar time any
+  more. A symbol that joins never blocks, one that leaves blocks only until
+  the watermark or the timeout;
 * **timeout**: ``timeout_s`` of wall time since the first bar of that bar
-  time arrived (a live feed where a symbol is missing).
+  time arrived, *and* no partition can deliver the bar time any more. On a
+  live feed, whose partitions are caught up, this closes a bar time that
+  misses a symbol. While a backlog is read it never fires early: a partition
+  that still holds unread bars of that bar time keeps it open, however long
+  the consumer takes to get to them.
 
-A bar whose bar time is already closed is *late*: it is returned to the
-caller (which still applies it to the feature state) and counted, never
-scored. Only one bar per symbol is kept per bar time; the validator upstream
-has already rejected duplicates.
+A bar is *late* when its bar time is already closed, or when its partition
+already delivered a later bar time (a partition out of bar-time order: which
+cross-section such a bar would join would depend on timing). It is returned
+to the caller (which still applies it to the feature state) and counted,
+never scored. Only one bar per symbol is kept per bar time; the validator
+upstream has already rejected duplicates.
+
+The barrier also tells the engine which partitions run so far ahead that
+their bars only pile up (:meth:`CrossSectionBarrier.ahead_partitions`), so
+it can pause them: pending bars stay bounded, whatever order the partitions
+deliver in.
 """
 
 from __future__ import annotations
@@ -90,12 +107,14 @@ class CrossSectionBarrier:
 
     def add(self, bar: Bar, partition: int) -> tuple[list[CrossSection], bool]:
         """Take one bar. Returns the cross-sections this closes and whether the
-        bar itself was late (its bar time already closed)."""
+        bar itself was late (its bar time already closed, or older than a bar
+        its partition already delivered)."""
         self.drained.discard(partition)
         previous = self.partition_ts.get(partition)
-        if previous is None or bar.ts > previous:
+        behind_partition = previous is not None and bar.ts < previous
+        if not behind_partition:
             self.partition_ts[partition] = bar.ts
-        if self.last_closed_ts is not None and bar.ts <= self.last_closed_ts:
+        if behind_partition or (self.last_closed_ts is not None and bar.ts <= self.last_closed_ts):
             self.counts.late += 1
             return self.due(), True
         bars = self.pending.get(bar.ts)
@@ -122,7 +141,9 @@ class CrossSectionBarrier:
             bars = self.pending[ts]
             if watermark is not None and watermark > ts:
                 reason: CloseReason = "watermark"
-            elif self.expected and self.expected.issubset(bars) and self._settled(ts):
+            elif not self._settled(ts):
+                break  # some partition may still deliver bars of ts
+            elif self.expected and self.expected.issubset(bars):
                 reason = "complete"
             elif now - self.opened_at[ts] >= self.timeout_s:
                 reason = "timeout"
@@ -132,8 +153,28 @@ class CrossSectionBarrier:
         return closed
 
     def _settled(self, ts: int) -> bool:
-        """No partition can still hold an unread bar of bar time ``ts``."""
+        """No partition can still deliver a bar of bar time ``ts``: each has
+        moved past it or is caught up."""
         return all(p in self.drained or self.partition_ts.get(p, -1) > ts for p in self.partitions)
+
+    def ahead_partitions(self, max_pending_bars: int) -> set[int]:
+        """Partitions to pause while more than ``max_pending_bars`` bars are
+        pending: those that have moved past the oldest pending bar times that
+        hold that many bars. The oldest bar times wait only for partitions
+        that have not (those stay active), so they can still close, and a
+        paused partition is resumed as soon as the bar times it is needed
+        for are among the oldest again."""
+        if self.pending_bars() <= max_pending_bars:
+            return set()
+        held = 0
+        for horizon in sorted(self.pending):
+            held += len(self.pending[horizon])
+            if held >= max_pending_bars:
+                break
+        return {p for p in self.partitions if self.partition_ts.get(p, -1) > horizon}
+
+    def pending_bars(self) -> int:
+        return sum(len(bars) for bars in self.pending.values())
 
     def flush(self) -> list[CrossSection]:
         """Close everything pending (at shutdown of a finite replay)."""
@@ -148,10 +189,14 @@ class CrossSectionBarrier:
         return CrossSection(ts, tuple(bars[s] for s in sorted(bars)), reason)
 
     def next_deadline_s(self) -> float | None:
-        """Seconds until the oldest pending bar time times out (for poll timeouts)."""
+        """Seconds until the oldest pending bar time may time out (for poll
+        timeouts); None while nothing can time out."""
         if not self.pending:
             return None
-        return max(0.0, self.opened_at[min(self.pending)] + self.timeout_s - self.clock())
+        oldest = min(self.pending)
+        if not self._settled(oldest):
+            return None
+        return max(0.0, self.opened_at[oldest] + self.timeout_s - self.clock())
 
     # ---------------------------------------------------------------- snapshot
 

@@ -1,97 +1,184 @@
-"""Exactly-once output: signals, dead letters, a state snapshot and the consumed
-offsets committed in one Kafka transaction.
+"""Exactly-once output: signals, dead letters and a state snapshot committed
+in one Kafka transaction; the snapshot holds the consumed positions.
 
 The engine opens a transaction, produces what a batch of bars yields, then
 :meth:`Checkpoint.commit` adds the snapshot (topic ``engine.state``, key =
-the engine's id) and the consumer's positions, and commits. A crash before
-the commit aborts everything of the batch (``read_committed`` readers never
-see it); on restart the engine restores the last committed snapshot and the
-consumer group resumes at the offsets committed with it, so the batch is
-processed again, once.
+the engine's id), which carries the consumer's positions, and commits. A
+crash before the commit aborts everything of the batch (``read_committed``
+readers never see it); on restart the engine restores the last committed
+snapshot and seeks to the positions in it, so the batch is processed again,
+once.
 
-The ``transactional.id`` is stable per engine id: a restarted engine fences
-any zombie instance of itself.
+The positions travel in the snapshot rather than through
+``send_offsets_to_transaction``: that call needs the consumer group's
+coordinator and, in librdkafka, can block past its timeout while a broker
+restarts. Keeping them in the snapshot leaves one coordinator (the
+transaction's) in the commit, and every call here is bounded.
+
+Every call is bounded by ``timeout_s`` and is made in slices of at most a
+second, so a stop request (``should_stop``) is honoured within about a
+second whatever the broker does. A failure raises :class:`TransactionFailed`
+(the open transaction is lost: the engine rewinds to its last commit) or its
+subclass :class:`ProducerFenced`. :meth:`Checkpoint.reset` replaces the
+producer: the new one's ``init_transactions`` (same ``transactional.id``)
+fences the old one and aborts whatever it left open.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from signalml.config import Settings
 from signalml.errors import ServiceError
 
+log = logging.getLogger("signalml.engine")
+
+SLICE_S = 1.0  # longest single blocking call: a stop request waits at most this long
+
+# librdkafka's verdict that another producer with our transactional.id took over.
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+class TransactionFailed(ServiceError):
+    """The open transaction is lost (the broker is unreachable, the call timed
+    out, the transaction must be aborted, or the producer failed fatally)."""
+
+
+class ProducerFenced(TransactionFailed):
+    """Another producer with this engine's ``transactional.id`` took over."""
+
+
+class Stopped(ServiceError):
+    """A stop was requested while a Kafka call was waiting."""
+
 
 class Checkpoint:
-    """A transactional producer bound to one consumer's group."""
+    """A transactional producer for one engine id."""
 
-    def __init__(self, settings: Settings, consumer: Consumer, engine_id: str, *, timeout_s: float = 30.0):
+    def __init__(self, settings: Settings, engine_id: str, *, timeout_s: float = 10.0,
+                 should_stop: Callable[[], bool] = lambda: False):
         self.settings = settings
-        self.consumer = consumer
         self.engine_id = engine_id
         self.state_topic = settings.kafka.topics.engine_state.name
         self.timeout_s = timeout_s
+        self.should_stop = should_stop
+        self.producer: Producer | None = None
+        self.open = False
+
+    def start(self) -> None:
+        """A new producer, registered with the transaction coordinator (which
+        fences any earlier producer of this engine id)."""
         self.producer = Producer(
             {
-                "bootstrap.servers": settings.kafka.bootstrap_servers,
-                "transactional.id": f"signalml-engine-{engine_id}",
+                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+                "transactional.id": f"signalml-engine-{self.engine_id}",
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 1,
                 "compression.type": "lz4",
                 "message.max.bytes": 67_108_864,
                 "transaction.timeout.ms": 60_000,
+                "logger": rdkafka_logger(),
             }
         )
-        self._call(self.producer.init_transactions, timeout_s)
         self.open = False
+        self._call("init_transactions", self.producer.init_transactions)
+
+    def reset(self) -> None:
+        """Drop the producer and whatever it holds, and start a new one."""
+        if self.producer is not None:
+            try:
+                self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            except KafkaException:  # a failed producer may refuse even this
+                pass
+        self.producer = None
+        self.start()
 
     def begin(self) -> None:
         if not self.open:
-            self._call(self.producer.begin_transaction)
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                raise self._failure("begin_transaction", exc.args[0]) from None
             self.open = True
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
-        """Produce inside the open transaction."""
+        """Produce inside the open transaction. While the broker is away the
+        local queue fills up; waiting for room is bounded like every call."""
         self.begin()
+        deadline = time.monotonic() + self.timeout_s
         while True:
             try:
                 self.producer.produce(topic, value, key)
                 return
             except BufferError:
-                self.producer.poll(0.01)
+                self._check_time("produce", deadline)
+                self.producer.poll(0.05)
+            except KafkaException as exc:
+                raise self._failure("produce", exc.args[0]) from None
 
     def commit(self, snapshot: bytes, *, base: bytes | None = None) -> None:
-        """Snapshot (and, when given, a new base state under
-        :func:`base_key`) + consumer positions + everything produced since
-        :meth:`begin`, atomically."""
+        """Snapshot (and, when given, a new base state under :func:`base_key`)
+        + everything produced since :meth:`begin`, atomically."""
         self.begin()
         if base is not None:
             self.produce(self.state_topic, base_key(self.engine_id), base)
         self.produce(self.state_topic, self.engine_id.encode(), snapshot)
-        positions = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
-        self._call(
-            self.producer.send_offsets_to_transaction,
-            positions,
-            self.consumer.consumer_group_metadata(),
-            self.timeout_s,
-        )
-        self._call(self.producer.commit_transaction, self.timeout_s)
+        self._call("commit_transaction", self.producer.commit_transaction)
         self.open = False
 
-    def abort(self) -> None:
+    def abort(self, timeout_s: float | None = None) -> None:
         if self.open:
-            self._call(self.producer.abort_transaction, self.timeout_s)
+            self._call("abort_transaction", self.producer.abort_transaction, timeout_s)
             self.open = False
 
-    def _call(self, method, *args):
-        try:
-            return method(*args)
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            raise ServiceError(f"kafka transaction: {method.__name__} failed: {error.str()}") from None
+    # ---------------------------------------------------------------- calls
+
+    def _call(self, name: str, method, timeout_s: float | None = None) -> None:
+        """``method(timeout)`` in slices until it succeeds, fails for good, or
+        ``timeout_s`` (default :attr:`timeout_s`) has passed. librdkafka's
+        transactional calls may be called again after a retriable timeout and
+        then resume where they were."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            try:
+                method(max(0.01, min(SLICE_S, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable() or error.txn_requires_abort() or error.fatal():
+                    raise self._failure(name, error) from None
+                self._check_time(name, deadline, error.str())
+
+    def _check_time(self, name: str, deadline: float, detail: str = "local queue full") -> None:
+        if self.should_stop():
+            raise Stopped(f"kafka transaction: {name} interrupted by a stop request")
+        if time.monotonic() >= deadline:
+            raise TransactionFailed(f"kafka transaction: {name} did not complete within {self.timeout_s:.0f} s "
+                                    f"({detail})")
+
+    def _failure(self, name: str, error: KafkaError) -> TransactionFailed:
+        kind = ProducerFenced if error.code() in _FENCED else TransactionFailed
+        return kind(f"kafka transaction: {name} failed: {error.str()}")
+
+
+def rdkafka_logger() -> logging.Logger:
+    """librdkafka's own log lines (a refused connection every half second
+    while a broker is away) at debug level; the engine says what it waits for."""
+    return _RdkafkaDebugLog()
+
+
+class _RdkafkaDebugLog(logging.LoggerAdapter):
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("signalml.rdkafka"), {})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs) -> None:
+        self.logger.debug(msg, *args)
 
 
 def base_key(engine_id: str) -> bytes:
@@ -105,12 +192,15 @@ def latest_snapshot(settings: Settings, engine_id: str, *, timeout_s: float = 30
     return latest_records(settings, [engine_id.encode()], timeout_s=timeout_s).get(engine_id.encode())
 
 
-def latest_records(settings: Settings, keys: list[bytes], *, timeout_s: float = 30.0) -> dict[bytes, bytes]:
+def latest_records(settings: Settings, keys: list[bytes], *, timeout_s: float = 30.0,
+                   should_stop: Callable[[], bool] = lambda: False) -> dict[bytes, bytes]:
     """The last committed value of each of ``keys`` on the state topic (keys
     never written are absent).
 
     Reads backwards in growing steps from the end of the (single-partition,
-    compacted) topic, so start-up does not read the whole history.
+    compacted) topic, so start-up does not read the whole history. Raises
+    :class:`ServiceError` when the broker does not answer within
+    ``timeout_s``, :class:`Stopped` when ``should_stop`` turns true.
     """
     topic = settings.kafka.topics.engine_state.name
     consumer = Consumer(
@@ -122,26 +212,42 @@ def latest_records(settings: Settings, keys: list[bytes], *, timeout_s: float = 
             "enable.partition.eof": True,
             "fetch.max.bytes": 134_217_728,
             "max.partition.fetch.bytes": 67_108_864,
+            "logger": rdkafka_logger(),
         }
     )
     wanted = set(keys)
+    deadline = time.monotonic() + timeout_s
+
+    def waiting(what: str) -> None:
+        if should_stop():
+            raise Stopped(f"reading {topic}: interrupted by a stop request")
+        if time.monotonic() > deadline:
+            raise ServiceError(f"reading {topic}: {what} within {timeout_s:.0f} s")
+
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=SLICE_S)
+                break
+            except KafkaException as exc:
+                waiting(f"no offsets ({exc.args[0].str()})")
         step = 16
         while True:
             start = max(low, high - step)
             consumer.assign([TopicPartition(topic, 0, start)])
             found: dict[bytes, bytes] = {}
-            deadline = time.monotonic() + timeout_s
             while True:
-                msg = consumer.poll(1.0)
+                msg = consumer.poll(SLICE_S)
                 if msg is None:
-                    if time.monotonic() > deadline:
-                        raise ServiceError(f"reading {topic}: no end of partition within {timeout_s:.0f} s")
+                    waiting("no end of partition")
                     continue
                 if msg.error():
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         break
+                    if msg.error().retriable() or msg.error().code() in (KafkaError._TRANSPORT,
+                                                                          KafkaError._ALL_BROKERS_DOWN):
+                        waiting(str(msg.error()))
+                        continue
                     raise ServiceError(f"reading {topic}: {msg.error()}")
                 if msg.key() in wanted:
                     found[msg.key()] = msg.value()

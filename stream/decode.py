@@ -10,6 +10,10 @@ Two layers:
   bar's own consistency (finite positive prices, ``low <= close <= high``...).
 * :class:`BarValidator` adds the per-symbol order: a ``ts`` equal to the
   symbol's last accepted one is a duplicate, an earlier one is out of order.
+  The engine checks each decoded bar against its stream (a bar time too far
+  ahead, :mod:`stream.admission`) between :meth:`BarValidator.decode` and
+  :meth:`BarValidator.admit`, so that a rejected bar never moves its
+  symbol's clock.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from signalml.contracts import Bar, DeadLetter, decoder, encode
+from signalml.contracts import MAX_PRICE, MAX_VOLUME, MIN_PRICE, Bar, DeadLetter, decoder, encode
 
 MAX_MESSAGE_BYTES = 4096
 
@@ -35,12 +39,15 @@ REASONS = (
     "invalid_value",
     "non_finite",
     "non_positive_price",
+    "price_out_of_range",
     "high_below_low",
     "open_out_of_range",
     "close_out_of_range",
     "negative_volume",
+    "volume_out_of_range",
     "duplicate_ts",
     "out_of_order_ts",
+    "ts_ahead_of_stream",
 )
 
 
@@ -101,9 +108,9 @@ def bar_problem(
 ) -> tuple[str, str] | None:
     """The first consistency problem of one bar as (reason, detail), or None."""
     # Fast path for the common, valid bar: NaN fails every comparison and
-    # ``high < inf`` bounds the prices, so this accepts only finite,
-    # positive, consistent bars.
-    if 0.0 < low <= close <= high < math.inf and low <= open_ <= high and 0.0 <= volume < math.inf:
+    # the bounds are finite, so this accepts only finite, positive,
+    # consistent bars of a plausible magnitude.
+    if MIN_PRICE <= low <= close <= high <= MAX_PRICE and low <= open_ <= high and 0.0 <= volume <= MAX_VOLUME:
         return None
     values = (open_, high, low, close, volume)
     if not all(math.isfinite(v) for v in values):
@@ -112,6 +119,9 @@ def bar_problem(
         return "non_finite", f"non-finite {', '.join(bad)}"
     if min(open_, high, low, close) <= 0.0:
         return "non_positive_price", f"prices must be > 0 (open={open_}, high={high}, low={low}, close={close})"
+    if min(open_, high, low, close) < MIN_PRICE or max(open_, high, low, close) > MAX_PRICE:
+        return ("price_out_of_range", f"prices must lie in [{MIN_PRICE:g}, {MAX_PRICE:g}] "
+                f"(open={open_}, high={high}, low={low}, close={close})")
     if high < low:
         return "high_below_low", f"high {high} < low {low}"
     if not low <= close <= high:
@@ -120,6 +130,8 @@ def bar_problem(
         return "open_out_of_range", f"open {open_} outside [low {low}, high {high}]"
     if volume < 0.0:
         return "negative_volume", f"volume {volume} < 0"
+    if volume > MAX_VOLUME:
+        return "volume_out_of_range", f"volume {volume} > {MAX_VOLUME:g}"
     return None
 
 
@@ -174,14 +186,29 @@ class BarValidator:
         self.accepted = 0
 
     def validate(self, data: bytes | bytearray | memoryview) -> Bar | Rejection:
+        """Decode, check and order one message (:meth:`decode` then :meth:`admit`)."""
+        result = self.decode(data)
+        return self.admit(result) if isinstance(result, Bar) else result
+
+    def decode(self, data: bytes | bytearray | memoryview) -> Bar | Rejection:
+        """The stateless part: :func:`decode_bar`, a rejection counted. The
+        engine checks the bar against its stream between this and :meth:`admit`."""
         result = decode_bar(data)
-        if isinstance(result, Bar):
-            result = self.check_order(result)
         if isinstance(result, Rejection):
-            self.counts[result.reason] += 1
+            self.count(result)
+        return result
+
+    def admit(self, bar: Bar) -> Bar | Rejection:
+        """The per-symbol order; an accepted bar moves its symbol's clock."""
+        result = self.check_order(bar)
+        if isinstance(result, Rejection):
+            self.count(result)
         else:
             self.accepted += 1
         return result
+
+    def count(self, rejection: Rejection) -> None:
+        self.counts[rejection.reason] += 1
 
     def check_order(self, bar: Bar) -> Bar | Rejection:
         last = self.last_ts.get(bar.symbol)

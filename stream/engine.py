@@ -12,11 +12,23 @@ when the engine is idle, or every ``snapshot_every_bar_times`` bar times while
 it catches up, in the same transaction as the journal that restarts from it.
 
 Recovery is one mechanism for every failure: abort the open transaction,
-restore the last committed snapshot, seek the consumer back to the offsets
-committed with it. A crash does this at start-up; Triton becoming
-unavailable does it in place, after waiting (with backoff) until the model
-set answers again. Either way every bar is processed into committed output
-exactly once.
+restore the last committed snapshot, seek the consumer back to the positions
+committed in it. A crash does this at start-up; Triton becoming unavailable
+does it in place, after waiting (with backoff) until the model set answers
+again; a Kafka call that fails or times out (a broker restarting, a lost
+coordinator, a fenced or failed producer) does it with a new producer, whose
+``init_transactions`` fences the old one and aborts what it left open, once
+the broker answers again. Either way every bar is processed into committed
+output exactly once. Every blocking call is bounded, and a stop request is
+honoured within about a second in every state.
+
+Each bar passes, in order: the decoder (a malformed or implausible bar is
+dead-lettered), the bar-time gate (:mod:`stream.admission`: a bar far ahead
+of its partition is held, then dead-lettered unless its partition follows
+it), the per-symbol order, and the barrier (:mod:`stream.barrier`), whose
+cross-sections depend only on what the partitions hold. Partitions that run
+far ahead of the oldest open bar time are paused, so the bars held between
+commits stay bounded.
 """
 
 from __future__ import annotations
@@ -27,12 +39,15 @@ import time
 
 import msgspec
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from signalml.config import Settings
 from signalml.contracts import encode
+from signalml.errors import ServiceError
+from signalml.services.topics import engine_topic_keys, require_topics
+from stream.admission import Admitted, BarTimeGate, Source
 from stream.barrier import CrossSectionBarrier
-from stream.checkpoint import Checkpoint, base_key, latest_records
+from stream.checkpoint import Checkpoint, ProducerFenced, Stopped, base_key, latest_records, rdkafka_logger
 from stream.decode import BarValidator, Rejection, dead_letter
 from stream.drift import FeatureDriftWindow
 from stream.inference.errors import InferenceError
@@ -62,6 +77,17 @@ class TritonUnavailable(Exception):
     """Scoring failed; the engine rewinds to its last commit and waits."""
 
 
+class EngineFenced(ServiceError):
+    """Other engines with this engine id keep taking over: this one gives way."""
+
+
+# Fenced this many times within FENCING_WINDOW_S: another live engine has our
+# id (a zombie would be fenced once), so stop instead of fencing it back.
+MAX_FENCINGS = 3
+FENCING_WINDOW_S = 600.0
+MAX_BACKOFF_S = 5.0
+
+
 class Engine:
     def __init__(self, settings: Settings, *, scorer=None, registry=None):
         self.settings = settings
@@ -80,6 +106,10 @@ class Engine:
         self.query = CommittedState(self.engine_id)  # the committed view the query API answers from
         self.uncommitted = 0
         self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
+        self.kafka_ok = True
+        self.positions: dict[int, int] = {}  # partition -> next offset to process, as of the last bar taken
+        self.paused: set[int] = set()
+        self.fencings: list[float] = []
         self._reset_state()
 
     # ---------------------------------------------------------------- state
@@ -87,6 +117,7 @@ class Engine:
     def _reset_state(self) -> None:
         self.pipeline = CrossSectionPipeline(self.settings, journaled=True)
         self.validator = BarValidator()
+        self.gate = BarTimeGate(int(self.serving.max_ts_ahead_s * 1000))
         self.barrier = CrossSectionBarrier(self.serving.barrier_timeout_s)
         self.drift: FeatureDriftWindow | None = None
         self.drift_state: dict | None = None
@@ -103,7 +134,9 @@ class Engine:
                 "base_seq": self.base_seq,
                 "journal": self.pipeline.journal,
                 "validator": self.validator.state(),
+                "gate": self.gate.state(),
                 "barrier": self.barrier.state(),
+                "positions": {str(p): offset for p, offset in sorted(self.positions.items())},
                 "model_set": self.model_set.id if self.model_set else None,
                 "drift": self.drift.state() if self.drift else None,
             }
@@ -137,6 +170,8 @@ class Engine:
         self.base_seq = state["base_seq"]
         self.pipeline.restore(pipeline_base, state["journal"])
         self.validator.restore(state["validator"])
+        if state.get("gate") is not None:
+            self.gate.restore(state["gate"])
         self.barrier.restore(state["barrier"])
         self.drift_state = state.get("drift")
         if self.drift is not None and self.drift_state:
@@ -147,6 +182,7 @@ class Engine:
     def _connect(self) -> None:
         kafka = self.settings.kafka
         self.bars_topic = kafka.topics.bars.name
+        require_topics(self.settings, engine_topic_keys(self.settings), should_stop=self.stop_event.is_set)
         self.consumer = Consumer(
             {
                 "bootstrap.servers": kafka.bootstrap_servers,
@@ -158,11 +194,11 @@ class Engine:
                 "fetch.wait.max.ms": 5,
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._on_stats,
+                "logger": rdkafka_logger(),
             }
         )
-        metadata = self.consumer.list_topics(self.bars_topic, timeout=30).topics[self.bars_topic]
-        self.partitions = sorted(metadata.partitions)
-        self.checkpoint = Checkpoint(self.settings, self.consumer, self.engine_id)
+        self.partitions = list(range(kafka.topics.bars.partitions))  # require_topics checked the count
+        self.checkpoint = Checkpoint(self.settings, self.engine_id, should_stop=self.stop_event.is_set)
         self.control = ControlListener(self.settings)  # the manifest key of serving.role
         self.signals_topic = signals_topic(self.settings)
         if self.scorer is None:
@@ -174,19 +210,72 @@ class Engine:
             self.client = None
 
     def _rewind(self) -> None:
-        """Back to the last committed snapshot and offsets."""
-        self.checkpoint.abort()
+        """Back to the last committed snapshot and the positions in it."""
         self.query.discard()
-        records = latest_records(self.settings, [self.engine_id.encode(), base_key(self.engine_id)])
-        self.restore(records.get(self.engine_id.encode()), records.get(base_key(self.engine_id)))
-        committed = self.consumer.committed([TopicPartition(self.bars_topic, p) for p in self.partitions], timeout=30)
-        positions = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
-                     for tp in committed]
-        self.consumer.assign(positions)
+        records = latest_records(self.settings, [self.engine_id.encode(), base_key(self.engine_id)],
+                                 should_stop=self.stop_event.is_set)
+        snapshot = records.get(self.engine_id.encode())
+        self.restore(snapshot, records.get(base_key(self.engine_id)))
+        self.positions = self._committed_positions(snapshot)
+        self.consumer.assign([TopicPartition(self.bars_topic, p, self.positions.get(p, OFFSET_BEGINNING))
+                              for p in self.partitions])
+        self.paused = set()
         self.barrier.assign(self.partitions)
         self.uncommitted = 0
         self.pending_signals = []
-        log.info("engine %s: resumed at %s", self.engine_id, {tp.partition: tp.offset for tp in positions})
+        log.info("engine %s: resumed at %s", self.engine_id,
+                 {p: self.positions.get(p, "beginning") for p in self.partitions})
+
+    def _committed_positions(self, snapshot: bytes | None) -> dict[int, int]:
+        """The positions committed with ``snapshot``. An engine id without a
+        snapshot starts where its consumer group stands (a deployment may set
+        it, e.g. to skip history), else at the beginning."""
+        if snapshot is not None:
+            positions = _decode_snapshot(snapshot).get("positions")
+            if positions is not None:
+                return {int(p): int(offset) for p, offset in positions.items()}
+        wanted = [TopicPartition(self.bars_topic, p) for p in self.partitions]
+        committed = self.consumer.committed(wanted, timeout=10)
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+
+    def _recover(self, cause: str, exc: BaseException | None) -> None:
+        """Rewind to the last commit with a new producer, waiting (with
+        backoff, logging what for) until Kafka answers; ``exc`` None: the
+        start. Raises :class:`EngineFenced` when other engines with our id
+        keep fencing this one."""
+        if isinstance(exc, ProducerFenced):
+            now = time.monotonic()
+            self.fencings = [t for t in self.fencings if now - t < FENCING_WINDOW_S] + [now]
+            if len(self.fencings) >= MAX_FENCINGS:
+                raise EngineFenced(f"engine {self.engine_id}: fenced {len(self.fencings)} times within "
+                                   f"{FENCING_WINDOW_S:.0f} s: another engine with this id is running") from None
+        if exc is not None:
+            log.warning("engine %s: %s; rewinding to the last commit", self.engine_id, exc)
+            self.metrics.rewinds.labels(cause).inc()
+        backoff = self.serving.retry_backoff_s
+        first = True
+        while not self.stop_event.is_set():
+            try:
+                if exc is not None or not first or self.checkpoint.producer is None:
+                    self.checkpoint.reset()
+                self._rewind()
+                break
+            except Stopped:
+                return
+            except (ServiceError, KafkaException) as error:
+                self._set_kafka(False)
+                log.warning("engine %s: waiting for Kafka at %s: %s (next try in %.1f s)", self.engine_id,
+                            self.settings.kafka.bootstrap_servers, _kafka_error(error), backoff)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                first = False
+        self._set_kafka(True)
+        if exc is not None and not self.stop_event.is_set():
+            log.info("engine %s: Kafka answers again; processing resumes", self.engine_id)
+
+    def _set_kafka(self, ok: bool) -> None:
+        self.kafka_ok = ok
+        self.metrics.kafka_up.set(1 if ok else 0)
 
     # ---------------------------------------------------------------- model sets
 
@@ -240,30 +329,39 @@ class Engine:
             http = HealthServer(self.serving.http_host, self.serving.http_port, self.metrics, self.status,
                                 query_routes(self.query, self.metrics)).start()
         try:
-            self._rewind()
-            self._poll_control(self.control.read_to_end())
-            self._switch_if_ready()
+            self._recover("start", None)
+            if not self.stop_event.is_set():
+                self._poll_control(self.control.read_to_end())
+                self._switch_if_ready()
             last_bar_at = time.monotonic()
             while not self.stop_event.is_set():
                 self.last_loop_at = time.monotonic()
                 try:
                     got_bars = self._step()
+                    if got_bars:
+                        last_bar_at = time.monotonic()
+                    elif len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times and not self.uncommitted:
+                        # Idle: write the full state now, off the path of the
+                        # next cross-section, so its transaction stays small.
+                        # Not after every bar time: at a live rate that is a
+                        # multi-MB write to the broker per bar time, which
+                        # slows the next cross-section's commit.
+                        self._commit(rebase=True)
+                    elif idle_exit_s is not None and self._drained() and time.monotonic() - last_bar_at > idle_exit_s:
+                        if not self.gate.held:
+                            break
+                        # The end of a finite replay: nothing can confirm a held bar any more.
+                        self._refuse_held()
+                        self._commit()
                 except TritonUnavailable as exc:
                     self._wait_for_triton(exc)
-                    self._rewind()
+                    self._recover("triton", exc)
                     last_bar_at = time.monotonic()  # the rewound bars are still to read
-                    continue
-                if got_bars:
-                    last_bar_at = time.monotonic()
-                elif len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times and not self.uncommitted:
-                    # Idle: write the full state now, off the path of the
-                    # next cross-section, so its transaction stays small.
-                    # Not after every bar time: at a live rate that is a
-                    # multi-MB write to the broker per bar time, which
-                    # slows the next cross-section's commit.
-                    self._commit(rebase=True)
-                elif idle_exit_s is not None and self._drained() and time.monotonic() - last_bar_at > idle_exit_s:
+                except Stopped:
                     break
+                except (ServiceError, KafkaException) as exc:
+                    self._recover("kafka", exc)
+                    last_bar_at = time.monotonic()
         finally:
             self._close(http)
 
@@ -283,6 +381,7 @@ class Engine:
                 continue
             got_bars = True
             self.uncommitted += 1
+            self.positions[msg.partition()] = msg.offset() + 1
             closed += self._take(msg)
         closed += self.barrier.due()
         for xs in closed:
@@ -293,12 +392,30 @@ class Engine:
             self._commit()
             if closed:
                 self.metrics.bar_to_signal.observe(time.monotonic() - consumed_at)
+        self._pace()
         self._update_gauges()
         return got_bars
 
+    def _pace(self) -> None:
+        """Pause the partitions that run so far ahead that their bars would
+        only pile up in the barrier (and in every snapshot), resume them when
+        the oldest bar times have caught up. Which bars form a cross-section
+        does not depend on this: only on what the partitions hold."""
+        wanted = self.barrier.ahead_partitions(self.serving.max_pending_bars)
+        if wanted == self.paused:
+            return
+        pause, resume = wanted - self.paused, self.paused - wanted
+        if pause:
+            self.consumer.pause([TopicPartition(self.bars_topic, p) for p in sorted(pause)])
+        if resume:
+            self.consumer.resume([TopicPartition(self.bars_topic, p) for p in sorted(resume)])
+        self.paused = wanted
+        self.metrics.paused_partitions.set(len(wanted))
+
     def _drained(self) -> bool:
-        """Every partition read to its end and everything read committed."""
-        return not self.uncommitted and set(self.partitions) <= self.barrier.drained
+        """Every partition read to its end, every bar time closed and
+        everything read committed."""
+        return not self.uncommitted and not self.barrier.pending and set(self.partitions) <= self.barrier.drained
 
     def _consume(self) -> list:
         """What is ready, up to ``consume_batch`` messages. ``consume(n, t)``
@@ -317,21 +434,38 @@ class Engine:
 
     def _take(self, msg) -> list:
         self.metrics.bars_in.inc()
-        result = self.validator.validate(msg.value())
+        source = Source(msg.value() or b"", msg.key() or b"", msg.partition(), msg.offset())
+        result = self.validator.decode(source.value)
         if isinstance(result, Rejection):
-            self.metrics.bars_rejected.labels(result.reason).inc()
-            self._dead_letter(msg, result)
+            self._dead_letter(result, source)
             return []
-        closed, late = self.barrier.add(result, msg.partition())
-        if late:
-            self.metrics.bars_late.inc()
-            self.pipeline.apply_late(result)
+        closed = []
+        for decision in self.gate.offer(source.partition, result, source, floor_ts=self.barrier.last_closed_ts):
+            if not isinstance(decision, Admitted):
+                self.validator.count(decision.rejection)
+                self._dead_letter(decision.rejection, decision.source)
+                continue
+            bar = self.validator.admit(decision.bar)
+            if isinstance(bar, Rejection):
+                self._dead_letter(bar, decision.source)
+                continue
+            sections, late = self.barrier.add(bar, source.partition)
+            closed += sections
+            if late:
+                self.metrics.bars_late.inc()
+                self.pipeline.apply_late(bar)
         return closed
 
-    def _dead_letter(self, msg, rejection: Rejection) -> None:
-        letter = dead_letter(rejection, msg.value() or b"", source_topic=msg.topic(),
-                             source_partition=msg.partition(), source_offset=msg.offset())
-        self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, msg.key() or b"", letter)
+    def _refuse_held(self) -> None:
+        for decision in self.gate.release_held():
+            self.validator.count(decision.rejection)
+            self._dead_letter(decision.rejection, decision.source)
+
+    def _dead_letter(self, rejection: Rejection, source: Source) -> None:
+        self.metrics.bars_rejected.labels(rejection.reason).inc()
+        letter = dead_letter(rejection, source.value, source_topic=self.bars_topic,
+                             source_partition=source.partition, source_offset=source.offset)
+        self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, source.key, letter)
 
     def _process(self, xs) -> None:
         self.metrics.cross_sections.labels(xs.reason).inc()
@@ -374,6 +508,7 @@ class Engine:
         base = self.base_snapshot() if rebase else None
         self.checkpoint.commit(self.snapshot(), base=base)
         self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
+        self._report_positions()
         self.query.publish(self.pending_signals, self.model_set, self.barrier.last_closed_ts)
         self.last_commit = time.monotonic()
         self.uncommitted = 0
@@ -383,11 +518,22 @@ class Engine:
             self.last_signal_at = time.monotonic()
         self.pending_signals = []
 
+    def _report_positions(self) -> None:
+        """The committed positions, also as the consumer group's offsets, for
+        the tools that show a group's lag. Recovery never reads these back
+        while a snapshot exists (the snapshot's positions are the truth), so
+        this is asynchronous and a failure of it changes nothing."""
+        offsets = [TopicPartition(self.bars_topic, p, offset) for p, offset in sorted(self.positions.items())]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException:
+                pass
+
     def _wait_for_triton(self, exc: Exception) -> None:
         self.triton_ok = False
         self.metrics.triton_up.set(0)
         log.warning("triton unavailable (%s): rewinding to the last commit and waiting", exc)
-        self.checkpoint.abort()
         self.pending_signals = []
         backoff = self.serving.retry_backoff_s
         target = self.model_set or ModelSet.of(self.unwarmed[0], self.pipeline.names)
@@ -425,11 +571,13 @@ class Engine:
     def status(self) -> dict:
         stuck = time.monotonic() - self.last_loop_at > max(30.0, 10 * self.serving.request_timeout_s)
         return {
-            "healthy": self.triton_ok and not stuck,
-            "ready": self.model_set is not None and self.triton_ok,
+            "healthy": self.triton_ok and self.kafka_ok and not stuck,
+            "ready": self.model_set is not None and self.triton_ok and self.kafka_ok,
             "engine_id": self.engine_id,
             "model_set": self.model_set.id if self.model_set else None,
             "triton_available": self.triton_ok,
+            "kafka_available": self.kafka_ok,
+            "paused_partitions": sorted(self.paused),
             "last_bar_time_ms": self.barrier.last_closed_ts,
             "last_signal_ts": self.query.view.last_signal_ts,
             "staleness_s": None if self.last_signal_at is None else round(time.monotonic() - self.last_signal_at, 3),
@@ -440,7 +588,7 @@ class Engine:
         if http is not None:
             http.stop()
         try:
-            self.checkpoint.abort()
+            self.checkpoint.abort(timeout_s=2.0)  # best effort: a successor's init_transactions aborts it anyway
         except Exception:  # noqa: BLE001 - closing after a failure
             pass
         self.consumer.close()
@@ -451,10 +599,39 @@ class Engine:
 
 def serve(settings: Settings, *, idle_exit_s: float | None = None) -> None:
     """Run an engine on ``settings`` until SIGINT or SIGTERM (or, with
-    ``idle_exit_s``, until idle), as ``signalml serve`` does."""
+    ``idle_exit_s``, until idle), as ``signalml serve`` does.
+
+    A stop request is honoured within about a second; should a call into a
+    library hang regardless, the process exits ``serving.shutdown_timeout_s``
+    after the request (status 3). Nothing is lost either way: what was not
+    committed is processed again by the next engine."""
+    import os
     import signal
 
     engine = Engine(settings)
+
+    def stop(signum, _frame) -> None:
+        if engine.stop_event.is_set():
+            return
+        log.info("engine %s: stopping (%s)", engine.engine_id, signal.Signals(signum).name)
+        engine.stop_event.set()
+
+        def force_exit() -> None:
+            log.error("engine %s: not stopped %.0f s after the stop request; exiting now", engine.engine_id,
+                      settings.serving.shutdown_timeout_s)
+            logging.shutdown()
+            os._exit(3)
+
+        timer = threading.Timer(settings.serving.shutdown_timeout_s, force_exit)
+        timer.daemon = True
+        timer.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: engine.stop_event.set())
+        signal.signal(sig, stop)
     engine.run(idle_exit_s=idle_exit_s)
+
+
+def _kafka_error(error: BaseException) -> str:
+    if isinstance(error, KafkaException):
+        return error.args[0].str()
+    return str(error)

@@ -68,6 +68,12 @@ class EngineMetrics:
         self.model_set = Gauge("signalml_model_set_info", "The model set in service (value 1)", ["model_set"], registry=r)
         self.staleness = Gauge("signalml_staleness_seconds", "Seconds since the last committed signals", registry=r)
         self.triton_up = Gauge("signalml_triton_available", "1 when the last scoring call succeeded", registry=r)
+        self.kafka_up = Gauge("signalml_kafka_available", "1 unless the engine is waiting for Kafka", registry=r)
+        self.rewinds = Counter("signalml_rewinds", "Rewinds to the last commit, by cause (triton, kafka)", ["cause"],
+                               registry=r)
+        self.paused_partitions = Gauge("signalml_paused_partitions",
+                                       "Bars partitions paused because they run ahead of the oldest open bar time",
+                                       registry=r)
         self.last_bar_ts = Gauge("signalml_last_bar_time_ms", "Bar time of the last closed cross-section", registry=r)
 
     def time_stage(self, stage: str):

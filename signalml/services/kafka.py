@@ -159,9 +159,9 @@ class KafkaBroker:
                 )
             if port_answers(self.cfg.host, self.cfg.port):
                 log.info("kafka: already running (pid %d, %s)", rec.pid, self.bootstrap)
-                return
-            # Ours but not answering yet: another call is starting it.
-            self._wait_ready(self.process.alive_check(rec))
+            else:  # ours but not answering yet: another call is starting it
+                self._wait_ready(self.process.alive_check(rec))
+            self.ensure_topics()  # the configuration may name topics this broker has not seen
             return
         require_free_ports(
             "kafka", self.cfg.host, {"kafka.port": self.cfg.port, "kafka.controller_port": self.cfg.controller_port}
@@ -307,6 +307,9 @@ class KafkaBroker:
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
+            # A topic exists because `signalml up` created it as configured,
+            # never because a client named it (it would get 1 partition).
+            "auto.create.topics.enable": "false",
             # One broker: the defaults (3 replicas, min ISR 2) make groups and
             # transactions hang.
             "offsets.topic.replication.factor": "1",

@@ -9,10 +9,11 @@ path works on small integer codes (:data:`DEFECT_REASONS` indexes them);
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
+
+from signalml.contracts import MAX_PRICE, MAX_VOLUME, MIN_PRICE
 
 # Code 0 means "accepted"; code i > 0 is REASONS[i].
 ACCEPTED = 0
@@ -20,14 +21,16 @@ REASONS: tuple[str | None, ...] = (
     None,
     "non_finite",
     "non_positive_price",
+    "price_out_of_range",
     "high_below_low",
     "close_out_of_range",
     "open_out_of_range",
     "negative_volume",
+    "volume_out_of_range",
     "duplicate_ts",
     "out_of_order_ts",
 )
-DEFECT_REASONS = REASONS[1:7]  # the bar's own defects, checked without state
+DEFECT_REASONS = REASONS[1:9]  # the bar's own defects, checked without state
 CODE = {reason: code for code, reason in enumerate(REASONS) if reason is not None}
 DUPLICATE_TS = CODE["duplicate_ts"]
 OUT_OF_ORDER_TS = CODE["out_of_order_ts"]
@@ -60,23 +63,24 @@ def all_consistent(bars: Bars) -> bool:
     """Every bar has no defect (all :func:`bar_defect_codes` 0): the common
     case, checked with a few reductions instead of one mask per rule.
 
-    ``0 < low <= min(open, close)`` and ``max(open, close) <= high < inf``
-    make every price positive and finite and high >= low (a NaN fails every
-    comparison); then ``0 <= volume < inf``."""
+    ``MIN_PRICE <= low <= min(open, close)`` and ``max(open, close) <= high
+    <= MAX_PRICE`` make every price positive, finite and of a plausible
+    magnitude, and high >= low (a NaN fails every comparison); then
+    ``0 <= volume <= MAX_VOLUME``."""
     low, high = bars.low, bars.high
     return len(low) == 0 or bool(
-        low.min() > 0.0
+        low.min() >= MIN_PRICE
         and (np.minimum(bars.open, bars.close) >= low).all()
         and (np.maximum(bars.open, bars.close) <= high).all()
-        and high.max() < np.inf
+        and high.max() <= MAX_PRICE
         and bars.volume.min() >= 0.0
-        and bars.volume.max() < np.inf
+        and bars.volume.max() <= MAX_VOLUME
     )
 
 
 def consistent(open: float, high: float, low: float, close: float, volume: float) -> bool:  # noqa: A002
     """:func:`all_consistent` for one bar of Python floats."""
-    return 0.0 < low <= close <= high < math.inf and low <= open <= high and 0.0 <= volume < math.inf
+    return MIN_PRICE <= low <= close <= high <= MAX_PRICE and low <= open <= high and 0.0 <= volume <= MAX_VOLUME
 
 
 def bar_defect_codes(open, high, low, close, volume) -> np.ndarray:  # noqa: A002
@@ -85,10 +89,14 @@ def bar_defect_codes(open, high, low, close, volume) -> np.ndarray:  # noqa: A00
     codes = np.zeros(np.shape(c), dtype=np.int8)
     with np.errstate(invalid="ignore"):
         # Later rules overwrite earlier ones, so write them in reverse priority.
+        codes[v > MAX_VOLUME] = CODE["volume_out_of_range"]
         codes[v < 0.0] = CODE["negative_volume"]
         codes[(o < lo) | (o > h)] = CODE["open_out_of_range"]
         codes[(c < lo) | (c > h)] = CODE["close_out_of_range"]
         codes[h < lo] = CODE["high_below_low"]
+        lowest = np.minimum(np.minimum(o, h), np.minimum(lo, c))
+        highest = np.maximum(np.maximum(o, h), np.maximum(lo, c))
+        codes[(lowest < MIN_PRICE) | (highest > MAX_PRICE)] = CODE["price_out_of_range"]
         codes[np.minimum(np.minimum(o, h), np.minimum(lo, c)) <= 0.0] = CODE["non_positive_price"]
         finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v)
         codes[~finite] = CODE["non_finite"]

@@ -231,9 +231,9 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
 
 def run(settings: Settings, *, loglevel: str = "info") -> None:
     """Run the worker until SIGINT/SIGTERM."""
-    from signalml.services.kafka import KafkaBroker
+    from signalml.services.topics import require_topics
 
-    KafkaBroker(settings).ensure_topics()
+    require_topics(settings, ["bars", "signals", "signals_challenger", "control", "drift"])
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

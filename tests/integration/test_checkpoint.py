@@ -1,92 +1,111 @@
-"""Transactions on the real broker: output, snapshot and offsets commit together."""
+"""Transactions on the real broker: output and snapshot commit together,
+zombies are fenced, and every call stays bounded while the broker is down."""
 
+import threading
+import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
 
-from signalml.errors import ServiceError
-from stream.checkpoint import Checkpoint, latest_snapshot
+from signalml.config import load_settings
+from signalml.services.kafka import KafkaBroker
+from signalml.services.process import free_port, port_answers
+from stream.checkpoint import Checkpoint, ProducerFenced, Stopped, TransactionFailed, latest_snapshot
 from stream.topic_reader import read_topic
+from tests.integration.engine_world import REPO
 from tests.integration.kafka_helpers import scratch_topics
 
 pytestmark = pytest.mark.integration
 
 
-def consumer_on(settings, topic, group):
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
-    return consumer
+def started(settings, engine_id, **kwargs) -> Checkpoint:
+    checkpoint = Checkpoint(settings, engine_id, **kwargs)
+    checkpoint.start()
+    return checkpoint
 
 
-def consume(consumer, n, timeout_s=30):
-    got = []
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while len(got) < n and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            got.append(msg.value())
-    return got
-
-
-def test_committed_output_snapshot_and_offsets_are_seen_together_and_aborted_ones_never(stack, settings):
+def test_committed_output_and_snapshot_are_seen_together_and_aborted_ones_never(stack, settings):
     bootstrap = settings.kafka.bootstrap_servers
     engine_id = f"test-{uuid.uuid4().hex[:8]}"
-    group = f"group-{engine_id}"
-    with scratch_topics(bootstrap, "in", "out") as (inp, out):
-        producer = Producer({"bootstrap.servers": bootstrap})
-        for i in range(6):
-            producer.produce(inp, f"in-{i}".encode())
-        producer.flush(30)
-
-        consumer = consumer_on(settings, inp, group)
-        checkpoint = Checkpoint(settings, consumer, engine_id)
-        assert consume(consumer, 3) == [b"in-0", b"in-1", b"in-2"]
+    with scratch_topics(bootstrap, "out") as (out,):
+        checkpoint = started(settings, engine_id)
         checkpoint.produce(out, b"k", b"out-a")
         checkpoint.commit(b"snapshot-1")
-
-        assert consume(consumer, 3) == [b"in-3", b"in-4", b"in-5"]
         checkpoint.produce(out, b"k", b"out-b")
         checkpoint.abort()  # as if the engine died before committing
-        consumer.close()
+        checkpoint.produce(out, b"k", b"out-c")
+        checkpoint.reset()  # a new producer: what the old one left open is aborted
 
         assert latest_snapshot(settings, engine_id) == b"snapshot-1"
         assert [m.value() for m in read_topic(bootstrap, out)] == [b"out-a"]
-
-        # A restarted engine resumes after the committed offsets only.
-        restarted = consumer_on(settings, inp, group)
-        assert consume(restarted, 3) == [b"in-3", b"in-4", b"in-5"]
-        restarted.close()
+        checkpoint.produce(out, b"k", b"out-d")
+        checkpoint.commit(b"snapshot-2")
+        assert latest_snapshot(settings, engine_id) == b"snapshot-2"
+        assert [m.value() for m in read_topic(bootstrap, out)] == [b"out-a", b"out-d"]
 
 
 def test_a_restarted_engine_fences_its_zombie(stack, settings):
     bootstrap = settings.kafka.bootstrap_servers
     engine_id = f"test-{uuid.uuid4().hex[:8]}"
-    with scratch_topics(bootstrap, "in", "out") as (inp, out):
-        zombie_consumer = consumer_on(settings, inp, f"g-{engine_id}")
-        zombie = Checkpoint(settings, zombie_consumer, engine_id)
+    with scratch_topics(bootstrap, "out") as (out,):
+        zombie = started(settings, engine_id)
         zombie.produce(out, b"k", b"from-zombie")
-        fresh_consumer = consumer_on(settings, inp, f"g-{engine_id}")
-        fresh = Checkpoint(settings, fresh_consumer, engine_id)
-        with pytest.raises(ServiceError, match="fenced|Fenced|FENCED"):
+        fresh = started(settings, engine_id)
+        with pytest.raises(ProducerFenced):
             zombie.commit(b"zombie-snapshot")
         fresh.produce(out, b"k", b"from-fresh")
         fresh.commit(b"fresh-snapshot")
         assert [m.value() for m in read_topic(bootstrap, out)] == [b"from-fresh"]
         assert latest_snapshot(settings, engine_id) == b"fresh-snapshot"
-        zombie_consumer.close()
-        fresh_consumer.close()
 
 
 def test_no_snapshot_yet_is_none(stack, settings):
     assert latest_snapshot(settings, f"never-{uuid.uuid4().hex[:8]}") is None
+
+
+@pytest.fixture()
+def private_broker(tmp_path):
+    """A broker of its own, so that stopping it disturbs no other test."""
+    settings = load_settings(REPO / "signalml.yaml", overrides={
+        "paths": {"state_dir": str(tmp_path / "state")},
+        "kafka": {"port": free_port(), "controller_port": free_port()},
+    })
+    broker = KafkaBroker(settings)
+    broker.start()
+    try:
+        yield settings, broker
+    finally:
+        broker.stop()
+
+
+def test_while_the_broker_is_down_every_call_is_bounded_and_a_new_producer_resumes_after(private_broker):
+    settings, broker = private_broker
+    engine_id = f"test-{uuid.uuid4().hex[:8]}"
+    out = settings.kafka.topics.signals.name
+    checkpoint = started(settings, engine_id, timeout_s=3.0)
+    checkpoint.produce(out, b"k", b"before")
+    checkpoint.commit(b"snapshot-1")
+    checkpoint.produce(out, b"k", b"lost")
+
+    broker.stop()
+    assert not port_answers(settings.kafka.host, settings.kafka.port)  # the broker is really down
+    began = time.monotonic()
+    with pytest.raises(TransactionFailed, match="did not complete within 3 s"):
+        checkpoint.commit(b"snapshot-2")
+    assert 2.9 < time.monotonic() - began < 6.0
+
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    waiting = Checkpoint(settings, engine_id, timeout_s=60.0, should_stop=stop.is_set)
+    began = time.monotonic()
+    with pytest.raises(Stopped):
+        waiting.start()  # init_transactions cannot reach the coordinator: only the stop ends it
+    assert time.monotonic() - began < 3.0
+
+    broker.start()
+    checkpoint.timeout_s = 30.0
+    checkpoint.reset()
+    checkpoint.produce(out, b"k", b"after")
+    checkpoint.commit(b"snapshot-3")
+    assert latest_snapshot(settings, engine_id) == b"snapshot-3"
+    assert [m.value() for m in read_topic(settings.kafka.bootstrap_servers, out)] == [b"before", b"after"]

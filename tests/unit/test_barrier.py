@@ -151,3 +151,145 @@ def test_any_interleaving_of_partitions_gives_the_same_cross_sections(n_symbols,
     assert reference == [e for e in expected if e[1]]
     other = interleave(random.Random(seed + 1))
     assert run(other, restart_at=int(cut * len(other))) == reference
+
+
+# ---------------------------------------------------------------- backlogs read in any order, at any speed
+
+
+class Backlog:
+    """Partitions that already hold every bar, read the way a consumer may
+    read them: partitions delivered in any interleaving, some stalled for
+    longer than the timeout, an end-of-partition event only once a partition
+    is read to its end, paused partitions delivering nothing, and restarts
+    from the barrier's snapshot (a restarted consumer reports the ends again)."""
+
+    def __init__(self, queues: dict[int, list[tuple[str, int]]], timeout_s: float, max_pending: int):
+        self.queues = {p: list(q) for p, q in queues.items()}
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        self.clock = Clock()
+        self.barrier = CrossSectionBarrier(timeout_s, sorted(queues), clock=self.clock)
+        self.eof_due = set(queues)  # partitions whose end event the consumer has still to report
+        self.closed = []
+        self.late = []
+        self.most_pending = 0
+
+    def paused(self) -> set[int]:
+        return self.barrier.ahead_partitions(self.max_pending)
+
+    def step(self, rng: random.Random) -> None:
+        choice = rng.random()
+        if choice < 0.15:
+            self.clock.now += rng.choice([0.01, 0.5, 3 * self.timeout_s])  # a stall, longer than the timeout
+            self.closed += self.barrier.due()
+        elif choice < 0.2:
+            state = msgspec.json.decode(msgspec.json.encode(self.barrier.state()))
+            self.barrier = CrossSectionBarrier(self.timeout_s, sorted(self.queues), clock=self.clock)
+            self.barrier.restore(state)
+            self.eof_due = set(self.queues)
+        else:
+            ready = [p for p, q in self.queues.items() if (q or p in self.eof_due) and p not in self.paused()]
+            if not ready:
+                self.clock.now += self.timeout_s
+                self.closed += self.barrier.due()
+                return
+            p = rng.choice(ready)
+            if self.queues[p]:
+                symbol, ts = self.queues[p].pop(0)
+                self.eof_due.add(p)
+                sections, late = self.barrier.add(bar(symbol, ts), p)
+                self.closed += sections
+                if late:
+                    self.late.append((symbol, ts))
+            else:
+                self.eof_due.discard(p)
+                self.closed += self.barrier.mark_drained(p)
+        self.most_pending = max(self.most_pending, self.barrier.pending_bars())
+
+    def run(self, rng: random.Random) -> list[tuple[int, list[str]]]:
+        for _ in range(100_000):
+            if not any(self.queues.values()) and not self.eof_due and not self.barrier.pending:
+                break
+            self.step(rng)
+        else:
+            raise AssertionError("the backlog was never fully closed")
+        return [(c.ts, c.symbols) for c in self.closed]
+
+
+def random_market(seed: int, n_symbols: int, n_times: int, n_partitions: int):
+    rng = random.Random(seed)
+    symbols = [f"S{i}" for i in range(n_symbols)]
+    partition_of = {s: rng.randrange(n_partitions) for s in symbols}
+    present = {(s, t) for s in symbols for t in range(1, n_times + 1) if rng.random() < 0.75}
+    queues = {p: [(s, t) for t in range(1, n_times + 1) for s in symbols if partition_of[s] == p and (s, t) in present]
+              for p in range(n_partitions)}
+    expected = [(t, sorted(s for s in symbols if (s, t) in present)) for t in range(1, n_times + 1)]
+    return queues, [e for e in expected if e[1]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n_symbols=st.integers(1, 8),
+    n_times=st.integers(1, 12),
+    n_partitions=st.integers(1, 4),
+    market_seed=st.integers(0, 10_000),
+    read_seed=st.integers(0, 10_000),
+    max_pending=st.integers(1, 12),
+)
+def test_a_backlog_gives_every_bar_time_all_its_bars_whatever_the_order_and_speed_of_delivery(
+        n_symbols, n_times, n_partitions, market_seed, read_seed, max_pending):
+    """The cross-sections of a backlog are the bars grouped by bar time, the
+    same as reading the file: stalls longer than the timeout, restarts and
+    paused partitions change nothing, no bar is late, and the pending bar
+    times stay bounded."""
+    queues, expected = random_market(market_seed, n_symbols, n_times, n_partitions)
+    backlog = Backlog(queues, timeout_s=2.0, max_pending=max_pending)
+    assert backlog.run(random.Random(read_seed)) == expected
+    assert backlog.late == []
+    assert backlog.most_pending <= max_pending + n_symbols + n_partitions
+
+
+def test_a_partition_stalled_past_the_timeout_keeps_its_bar_times_open():
+    clock = Clock()
+    barrier = CrossSectionBarrier(2.0, [0, 1], clock=clock)
+    feed(barrier, [("A", 1, 0), ("A", 2, 0), ("A", 3, 0)])
+    barrier.mark_drained(0)
+    clock.now = 100.0  # partition 1 has delivered nothing yet: its backlog is unread
+    assert barrier.due() == [] and barrier.next_deadline_s() is None
+    closed = feed(barrier, [("B", 1, 1), ("B", 2, 1)])
+    assert [(c.ts, c.symbols, c.reason) for c in closed] == [(1, ["A", "B"], "watermark")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(market_seed=st.integers(0, 10_000), read_seeds=st.lists(st.integers(0, 10_000), min_size=2, max_size=3),
+       n_partitions=st.integers(1, 3), swaps=st.integers(1, 4))
+def test_bars_out_of_order_within_a_partition_are_late_whatever_the_interleaving(
+        market_seed, read_seeds, n_partitions, swaps):
+    """Kafka orders only a partition: a bar behind one its partition already
+    delivered is late in every reading, so the cross-sections never depend on
+    how the partitions interleave."""
+    queues, _ = random_market(market_seed, 6, 8, n_partitions)
+    rng = random.Random(market_seed)
+    for _ in range(swaps):
+        p = rng.randrange(n_partitions)
+        if len(queues[p]) > 1:
+            i = rng.randrange(len(queues[p]) - 1)
+            queues[p][i], queues[p][i + 1] = queues[p][i + 1], queues[p][i]
+    behind = sorted((s, t) for q in queues.values() for i, (s, t) in enumerate(q) if any(t < u for _, u in q[:i]))
+    results = []
+    for seed in read_seeds:
+        backlog = Backlog(queues, timeout_s=2.0, max_pending=3)
+        results.append((backlog.run(random.Random(seed)), sorted(backlog.late)))
+    assert all(result == results[0] for result in results)
+    assert results[0][1] == behind
+
+
+def test_only_partitions_past_the_oldest_pending_bar_times_are_paused():
+    barrier = CrossSectionBarrier(2.0, [0, 1, 2], clock=Clock())
+    feed(barrier, [("A", t, 0) for t in range(1, 6)] + [("B", 1, 1), ("B", 2, 1), ("C", 4, 2)])
+    # 1 closed by the watermark; pending: 2 (A, B), 3 (A), 4 (A, C), 5 (A);
+    # partition 0 is at 5, 1 at 2, 2 at 4
+    assert sorted(barrier.pending) == [2, 3, 4, 5] and barrier.pending_bars() == 6
+    assert barrier.ahead_partitions(6) == set()
+    assert barrier.ahead_partitions(3) == {0, 2}  # the oldest 3 bars are those of 2 and 3: both are past them
+    assert barrier.ahead_partitions(5) == {0}  # the oldest 5 reach 4: only partition 0 is past it

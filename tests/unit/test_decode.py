@@ -50,6 +50,9 @@ def test_a_valid_bar_decodes_to_its_fields():
         (message(close=9.0), "close_out_of_range"),
         (message(open=11.5), "open_out_of_range"),
         (message(volume=-5.0), "negative_volume"),
+        (message(open=10.0, low=9.0, high=1e308, close=1e308), "price_out_of_range"),
+        (message(open=2e-12, low=5e-324, high=2e-12, close=1e-12), "price_out_of_range"),
+        (message(volume=2e18), "volume_out_of_range"),
         (b'{"symbol": "A", "ts": 1, "open": 1e999, "high": 2, "low": 1, "close": 1, "volume": 1}', "non_finite"),
         (b" " * 5000, "too_large"),
     ],
@@ -103,7 +106,7 @@ def test_validator_state_round_trips_through_json():
 def test_the_feature_engines_vectorised_check_agrees_with_the_validator():
     rng = np.random.default_rng(7)
     n = 5000
-    values = rng.choice([-1.0, 0.0, 1.0, 2.0, 3.0, np.nan, np.inf], size=(5, n))
+    values = rng.choice([-1.0, 0.0, 1e-13, 1.0, 2.0, 3.0, 2e12, 2e18, np.nan, np.inf], size=(5, n))
     reasons = bar_defect(*values)
     for i in range(n):
         problem = bar_problem(*values[:, i])
