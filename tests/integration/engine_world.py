@@ -48,18 +48,45 @@ def world_overrides(tmp: Path, tag: str) -> dict:
     }
 
 
-def with_output(settings: Settings, tag: str, *, own_bars: bool = False) -> Settings:
+# Every topic a test world creates, deleted when the world ends: a broker
+# that collects test topics commits transactions more slowly. A world's
+# topics, and those derived from them, all carry the world's tag.
+_created_topics: set[tuple[str, str]] = set()  # (bootstrap, topic)
+
+
+def _provision(settings: Settings) -> None:
+    KafkaBroker(settings).ensure_topics()
+    _created_topics.update((settings.kafka.bootstrap_servers, t.name) for t in settings.kafka.topics.all().values())
+
+
+def delete_created_topics(tag: str) -> None:
+    """Delete the topics created for the world ``tag`` (names containing ``.tag``)."""
+    from confluent_kafka.admin import AdminClient
+
+    mine = {(b, t) for b, t in _created_topics if f".{tag}" in t}
+    for bootstrap in {b for b, _ in mine}:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        names = sorted(t for b, t in mine if b == bootstrap)
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                future.result(60)
+            except Exception:  # noqa: BLE001 - already gone, or a broker since stopped
+                pass
+    _created_topics.difference_update(mine)
+
+
+def with_output(settings: Settings, tag: str, *, own_bars: bool = False, **serving: object) -> Settings:
     """Same bars topic (unless ``own_bars``) and model sets; its own engine,
-    group and outputs."""
+    group and outputs. ``serving``: settings of that section to change."""
     data = settings.model_dump(exclude={"root"})
     keys = ("signals", "signals_challenger", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
     for key in keys:
         data["kafka"]["topics"][key]["name"] += f".{tag}"
-    serving = data["serving"]
-    serving.update(engine_id=f"{serving['engine_id']}-{tag}", consumer_group=f"{serving['consumer_group']}-{tag}",
-                   http_port=free_port())
+    section = data["serving"]
+    section.update(engine_id=f"{section['engine_id']}-{tag}", consumer_group=f"{section['consumer_group']}-{tag}",
+                   http_port=free_port(), **serving)
     out = Settings.model_validate({**data, "root": settings.root})
-    KafkaBroker(out).ensure_topics()
+    _provision(out)
     return out
 
 
@@ -72,12 +99,12 @@ def env_of(settings: Settings) -> dict[str, str]:
         "SIGNALML__TRITON__GRPC_PORT": settings.triton.grpc_port,
         "SIGNALML__TRITON__HTTP_PORT": settings.triton.http_port,
         "SIGNALML__TRITON__METRICS_PORT": settings.triton.metrics_port,
-        "SIGNALML__SERVING__WARMUP_BARS": settings.serving.warmup_bars,
-        "SIGNALML__SERVING__ENGINE_ID": settings.serving.engine_id,
-        "SIGNALML__SERVING__CONSUMER_GROUP": settings.serving.consumer_group,
-        "SIGNALML__SERVING__HTTP_PORT": settings.serving.http_port,
-        "SIGNALML__SERVING__BARRIER_TIMEOUT_S": settings.serving.barrier_timeout_s,
+        "SIGNALML__KAFKA__PORT": settings.kafka.port,
+        "SIGNALML__KAFKA__CONTROLLER_PORT": settings.kafka.controller_port,
     }
+    for key, value in settings.serving.model_dump().items():
+        if value is not None and not isinstance(value, (dict, list, tuple)):
+            flat[f"SIGNALML__SERVING__{key.upper()}"] = value
     for key, topic in settings.kafka.topics.all().items():
         flat[f"SIGNALML__KAFKA__TOPICS__{key.upper()}__NAME"] = topic.name
     for model, values in SMALL_MODELS.items():
@@ -119,7 +146,7 @@ def signals_by_key(messages) -> dict[tuple[int, str], object]:
 
 def base_settings(tmp: Path, tag: str) -> Settings:
     settings = load_settings(REPO / "signalml.yaml", overrides=world_overrides(tmp, tag))
-    KafkaBroker(settings).ensure_topics()
+    _provision(settings)
     return settings
 
 
@@ -148,7 +175,8 @@ def published_world(tmp: Path):
     from stream.replay import replay
     from training import run_training
 
-    settings = base_settings(tmp, new_tag())
+    tag = new_tag()
+    settings = base_settings(tmp, tag)
     bars = small_bars()
     run_training(settings, DATA, tmp / "train", progress=False, bars=bars)
     triton = TritonServer(settings)
@@ -159,3 +187,76 @@ def published_world(tmp: Path):
         yield {"settings": settings, "bars": bars, "tmp": tmp, "triton": triton, "manifest": manifest}
     finally:
         triton.stop()
+        delete_created_topics(tag)
+
+
+# ---------------------------------------------------------------- the oracle: signalml predict
+
+
+SIGNAL_FIELDS = ("score", "rank", "model_set", "cross_section_size", "horizon_bars")
+
+
+def predicted(settings: Settings, tmp: Path, *, symbols=None, start=None, end=None, model_set=None,
+              bars_path=DATA) -> pd.DataFrame:
+    """``signalml predict`` on the same bars file and selection: what the
+    engine must publish for these bars, cross-section by cross-section."""
+    from stream.predict import predict
+
+    out = tmp / f"predict-{uuid.uuid4().hex[:8]}.parquet"
+    predict(settings, bars_path, out, symbols=symbols, start=start, end=end, model_set=model_set)
+    return pd.read_parquet(out)
+
+
+def assert_signals_equal_predict(got: dict, expected: pd.DataFrame, *, tolerance: float = 1e-9) -> None:
+    """Same keys, every field of every signal equal (scores within
+    ``tolerance``), cross-section sizes included."""
+    keys = list(zip(expected["ts"].tolist(), expected["symbol"].tolist()))
+    missing = sorted(set(keys) - set(got))
+    extra = sorted(set(got) - set(keys))
+    assert not missing and not extra, f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} extra (e.g. {extra[:3]})"
+    members = [c[len("member_"):] for c in expected.columns if c.startswith("member_")]
+    columns = {c: expected[c].tolist() for c in expected.columns}
+    for i, key in enumerate(keys):
+        signal = got[key]
+        assert abs(signal.score - columns["score"][i]) <= tolerance, (key, signal.score, columns["score"][i])
+        assert abs(signal.rank - columns["rank"][i]) <= tolerance, (key, signal.rank, columns["rank"][i])
+        assert signal.model_set == columns["model_set"][i], key
+        assert signal.cross_section_size == columns["cross_section_size"][i], (key, signal.cross_section_size)
+        assert signal.horizon_bars == columns["horizon_bars"][i], key
+        assert set(signal.members) == set(members), key
+        for name in members:
+            assert abs(signal.members[name] - columns[f"member_{name}"][i]) <= tolerance, (key, name)
+
+
+def committed_signals(settings: Settings) -> dict:
+    from stream.topic_reader import read_topic
+
+    return signals_by_key(read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.signals.name))
+
+
+def committed_progress(settings: Settings) -> tuple[dict[int, int], int | None]:
+    """The engine's last committed snapshot: its bars positions (partition ->
+    next offset) and the last bar time it closed; ({}, None) before its
+    first commit."""
+    import msgspec
+
+    from stream.checkpoint import latest_snapshot
+
+    raw = latest_snapshot(settings, settings.serving.engine_id)
+    if raw is None:
+        return {}, None
+    state = msgspec.msgpack.decode(raw)
+    positions = {int(p): int(o) for p, o in state.get("positions", {}).items()}
+    return positions, state["barrier"]["last_closed_ts"]
+
+
+def end_offsets(settings: Settings) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"ends-{new_tag()}"})
+    try:
+        topic = settings.kafka.topics.bars.name
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(settings.kafka.topics.bars.partitions)}
+    finally:
+        consumer.close()
