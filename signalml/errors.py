@@ -28,6 +28,10 @@ class PortInUseError(ServiceError):
         )
 
 
+class Interrupted(ServiceError):
+    """A stop was requested while a call waited for a service."""
+
+
 class SetupError(ServiceError):
     """A required install step was not done (missing venv, jars, binary)."""
 

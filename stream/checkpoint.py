@@ -34,7 +34,7 @@ from typing import Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from signalml.config import Settings
-from signalml.errors import ServiceError
+from signalml.errors import Interrupted, ServiceError
 
 log = logging.getLogger("signalml.engine")
 
@@ -53,8 +53,7 @@ class ProducerFenced(TransactionFailed):
     """Another producer with this engine's ``transactional.id`` took over."""
 
 
-class Stopped(ServiceError):
-    """A stop was requested while a Kafka call was waiting."""
+Stopped = Interrupted  # a stop was requested while a Kafka call was waiting
 
 
 class Checkpoint:
@@ -87,17 +86,27 @@ class Checkpoint:
             }
         )
         self.open = False
-        self._call("init_transactions", self.producer.init_transactions)
+        try:
+            self._call("init_transactions", self.producer.init_transactions)
+        except BaseException:
+            # An unfinished init_transactions would go on in the background
+            # and, once the coordinator answers, fence the next producer.
+            self._drop()
+            raise
 
     def reset(self) -> None:
         """Drop the producer and whatever it holds, and start a new one."""
+        self._drop()
+        self.start()
+
+    def _drop(self) -> None:
         if self.producer is not None:
             try:
                 self.producer.purge(in_queue=True, in_flight=True, blocking=False)
             except KafkaException:  # a failed producer may refuse even this
                 pass
         self.producer = None
-        self.start()
+        self.open = False
 
     def begin(self) -> None:
         if not self.open:

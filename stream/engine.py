@@ -43,7 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from signalml.config import Settings
 from signalml.contracts import encode
-from signalml.errors import ServiceError
+from signalml.errors import Interrupted, ServiceError
 from signalml.services.topics import engine_topic_keys, require_topics
 from stream.admission import Admitted, BarTimeGate, Source
 from stream.barrier import CrossSectionBarrier
@@ -107,6 +107,7 @@ class Engine:
         self.uncommitted = 0
         self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
         self.kafka_ok = True
+        self.recovering = False  # in _recover: only its success says Kafka is back
         self.positions: dict[int, int] = {}  # partition -> next offset to process, as of the last bar taken
         self.paused: set[int] = set()
         self.fencings: list[float] = []
@@ -194,6 +195,7 @@ class Engine:
                 "fetch.wait.max.ms": 5,
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._on_stats,
+                "error_cb": self._on_error,
                 "logger": rdkafka_logger(),
             }
         )
@@ -252,7 +254,17 @@ class Engine:
         if exc is not None:
             log.warning("engine %s: %s; rewinding to the last commit", self.engine_id, exc)
             self.metrics.rewinds.labels(cause).inc()
-        backoff = self.serving.retry_backoff_s
+            if cause == "kafka":
+                self._set_kafka(False)
+        self.recovering = True
+        try:
+            self._rewind_until_kafka_answers(exc, self.serving.retry_backoff_s)
+        finally:
+            self.recovering = False
+        if cause == "kafka" and not self.stop_event.is_set():
+            log.info("engine %s: Kafka answers again; processing resumes", self.engine_id)
+
+    def _rewind_until_kafka_answers(self, exc: BaseException | None, backoff: float) -> None:
         first = True
         while not self.stop_event.is_set():
             try:
@@ -269,9 +281,8 @@ class Engine:
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 first = False
-        self._set_kafka(True)
-        if exc is not None and not self.stop_event.is_set():
-            log.info("engine %s: Kafka answers again; processing resumes", self.engine_id)
+        if not self.stop_event.is_set():
+            self._set_kafka(True)
 
     def _set_kafka(self, ok: bool) -> None:
         self.kafka_ok = ok
@@ -557,12 +568,35 @@ class Engine:
         if self.last_signal_at is not None:
             self.metrics.staleness.set(time.monotonic() - self.last_signal_at)
 
+    def _broker_state(self, up: bool, detail: str) -> None:
+        """What the consumer sees of the brokers, also while the engine is
+        idle (a failed commit says the same through :meth:`_recover`)."""
+        if up == self.kafka_ok:
+            return
+        if up:
+            log.info("engine %s: Kafka at %s answers again", self.engine_id, self.settings.kafka.bootstrap_servers)
+        else:
+            log.warning("engine %s: waiting for Kafka at %s: %s", self.engine_id,
+                        self.settings.kafka.bootstrap_servers, detail)
+        self._set_kafka(up)
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's errors that concern no partition (served by poll)."""
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and not self.recovering:
+            self._broker_state(False, error.str())
+        elif error.code() not in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            log.warning("engine %s: kafka consumer: %s", self.engine_id, error.str())
+
     def _on_stats(self, raw: str) -> None:
-        """librdkafka's statistics (every second): the lag of each partition,
-        from its last stable offset (read_committed) and our position. (Its
-        own ``consumer_lag`` needs a committed offset, which a fresh group
-        has not.)"""
+        """librdkafka's statistics (every second): whether a broker is up, and
+        the lag of each partition, from its last stable offset
+        (read_committed) and our position. (Its own ``consumer_lag`` needs a
+        committed offset, which a fresh group has not.)"""
         stats = msgspec.json.decode(raw)
+        brokers = [b for name, b in stats.get("brokers", {}).items() if not name.endswith("/bootstrap")]
+        if brokers and not self.recovering:
+            states = sorted({b.get("state", "?") for b in brokers})
+            self._broker_state("UP" in states, f"no broker up (broker states: {', '.join(states)})")
         for partition, info in stats.get("topics", {}).get(self.bars_topic, {}).get("partitions", {}).items():
             end, position = info.get("ls_offset", -1), info.get("app_offset", -1)
             if partition != "-1" and end >= 0 and position >= 0:
@@ -628,7 +662,10 @@ def serve(settings: Settings, *, idle_exit_s: float | None = None) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
-    engine.run(idle_exit_s=idle_exit_s)
+    try:
+        engine.run(idle_exit_s=idle_exit_s)
+    except Interrupted:
+        pass  # stopped while waiting for Kafka at start-up
 
 
 def _kafka_error(error: BaseException) -> str:

@@ -11,6 +11,7 @@ what to do.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Iterable
 
@@ -18,7 +19,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from signalml.config import Settings
-from signalml.errors import ServiceError
+from signalml.errors import Interrupted, ServiceError
+
+log = logging.getLogger("signalml.kafka")
 
 
 class TopicError(ServiceError):
@@ -42,12 +45,19 @@ def require_topics(settings: Settings, keys: Iterable[str], *, timeout_s: float 
     timeout_s = kafka.startup_timeout_s if timeout_s is None else timeout_s
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers, "logger": _RdkafkaLog()})
     deadline = time.monotonic() + timeout_s
+    said = False
     while True:
         try:
             topics = admin.list_topics(timeout=1.0).topics
             break
         except KafkaException as exc:
-            if should_stop() or time.monotonic() > deadline:
+            if not said:
+                log.warning("waiting for Kafka at %s to answer (up to %.0f s): %s", kafka.bootstrap_servers,
+                            timeout_s, exc.args[0].str())
+                said = True
+            if should_stop():
+                raise Interrupted("waiting for Kafka: interrupted by a stop request") from None
+            if time.monotonic() > deadline:
                 raise ServiceError(f"kafka at {kafka.bootstrap_servers} does not answer ({exc.args[0].str()}); "
                                    "is it running? (`signalml up` starts it)") from None
     configured = kafka.topics.all()
