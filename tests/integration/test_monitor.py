@@ -83,7 +83,7 @@ def world(stack, tmp_path_factory):
                              value=encode(message.value))
         producer.poll(0)
     producer.flush(60)
-    return {"tmp": tmp, "tag": tag, "released": 260 - 5}
+    return {"tmp": tmp, "tag": tag, "released": 260 - 5, "messages": messages}
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,27 @@ def test_the_metrics_page_serves_the_rolling_ic_and_the_drift_events_to_promethe
     assert rolling["ensemble"] == pytest.approx(uninterrupted["report"]["roles"]["champion"]["rolling_rank_ic"]["ensemble"])
     published = sum(s.value for s in families["signalml_monitor_drift_events"].samples if s.name.endswith("_total"))
     assert published == len(uninterrupted["events"])
+
+
+def test_the_rolling_rank_ic_equals_scipys_on_the_bars_and_signals(world, uninterrupted):
+    """An independent computation from the definition: each symbol's return
+    from its close at t to its close h bars later, Spearman's rho of score
+    and return per bar time (scipy), the mean of the last ic_window_bars."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    cfg = load_settings(REPO / "signalml.yaml").monitor
+    horizon = manifest().horizon_bars
+    bars = pd.DataFrame([(m.value.symbol, m.value.ts, m.value.close) for m in world["messages"] if m.kind == "bar"],
+                        columns=["symbol", "ts", "close"]).sort_values(["symbol", "ts"])
+    bars["forward"] = bars.groupby("symbol")["close"].shift(-horizon) / bars["close"] - 1.0
+    signals = pd.DataFrame([{"symbol": m.value.symbol, "ts": m.value.ts, "ensemble": m.value.score, **m.value.members}
+                            for m in world["messages"] if m.kind == "signal"])
+    joined = signals.merge(bars, on=["symbol", "ts"]).dropna(subset=["forward"])
+    report = uninterrupted["report"]["roles"]["champion"]
+    for subject in ("ensemble", "lgbm", "xgb"):
+        daily = [spearmanr(group[subject], group["forward"]).statistic
+                 for _, group in sorted(joined.groupby("ts")) if len(group) >= cfg.min_names]
+        assert len(daily) == world["released"]
+        assert report["rolling_rank_ic"][subject] == pytest.approx(sum(daily[-cfg.ic_window_bars:]) / cfg.ic_window_bars,
+                                                                   abs=1e-12), subject
