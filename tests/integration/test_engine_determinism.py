@@ -255,3 +255,23 @@ def records_of(settings, key: str) -> list:
         record.pop("rejected_at", None)
         out.append((message.key(), record))
     return sorted(out, key=repr)
+
+
+def test_the_whole_bundled_file_read_as_a_backlog_gives_predicts_signals_with_and_without_sigkills(world):
+    """All 402 symbols and 1,259 bar times of the bundled file (its defective
+    rows dead-lettered by replay, counted by predict)."""
+    settings = with_output(world["settings"], f"bundled-{new_tag()}", own_bars=True)
+    summary = replay(settings, read_bars(DATA), source_file=DATA)
+    assert sum(end_offsets(settings).values()) == summary.published
+    expected = predicted(world["settings"], world["tmp"])
+    uninterrupted = with_output(settings, f"whole-{new_tag()}")
+    Engine(uninterrupted).run(idle_exit_s=3.0, serve_http=False)
+    assert_signals_equal_predict(committed_signals(uninterrupted), expected)
+
+    killed = with_output(settings, f"killed-{new_tag()}")
+    bar_times = sorted(set(expected["ts"].tolist()))
+    kills = run_with_kills(killed, world["tmp"] / "bundled-killed.log", [0.2, 0.5, 0.8], bar_times)
+    for kill, fraction in zip(kills, (0.2, 0.5, 0.8)):
+        assert fraction * len(bar_times) <= kill.closed < min(fraction + 0.15, 0.99) * len(bar_times), kills
+    assert_signals_equal_predict(committed_signals(killed), expected)
+    assert records_of(killed, "drift") == records_of(uninterrupted, "drift")
