@@ -66,16 +66,6 @@ def _rebuild(xs, ys, row, n, d, sums, anchors, at):
 
 
 @jit_inline
-def _moments(sums, at, row, d):
-    sx = sums[at, row]
-    sy = sums[at + 1, row]
-    mxx = sums[at + 2, row] - sx * sx / d
-    myy = sums[at + 3, row] - sy * sy / d
-    mxy = sums[at + 4, row] - sx * sy / d
-    return mxx, myy, mxy
-
-
-@jit_inline
 def _pair_step(xs, ys, runs, row, n, d, offset, first_bar, sums, peaks, anchors, bad, at):
     """Advance one pair's window to bar n; its correlation (NaN before the
     window, the first pair being that of bar ``first_bar``, is full)."""
@@ -85,41 +75,53 @@ def _pair_step(xs, ys, runs, row, n, d, offset, first_bar, sums, peaks, anchors,
     slot = at // SUMS
     if rebuild_due(n - first_bar + 1, d, offset):
         bad[slot, row] = _rebuild(xs, ys, row, n, d, sums, anchors, at)
-        rebuilt = True
-    else:
-        ax = anchors[2 * slot, row]
-        ay = anchors[2 * slot + 1, row]
-        was_bad = bad[slot, row]
-        for sign, j in ((1.0, n), (-1.0, n - d)):
-            x = xs[j & mask, row]
-            y = ys[j & mask, row]
-            if _finite(x, y):
-                x -= ax
-                y -= ay
-                sums[at, row] += sign * x
-                sums[at + 1, row] += sign * y
-                sums[at + 2, row] += sign * (x * x)
-                sums[at + 3, row] += sign * (y * y)
-                sums[at + 4, row] += sign * (x * y)
-            else:
-                bad[slot, row] += int(sign)
-        rebuilt = False
-        if bad[slot, row] == 0:
-            mxx, myy, _ = _moments(sums, at, row, d)
-            peak_x = max(peaks[2 * slot, row], sums[at + 2, row])
-            peak_y = max(peaks[2 * slot + 1, row], sums[at + 3, row])
-            if was_bad > 0 or mxx < COLLAPSE * peak_x or myy < COLLAPSE * peak_y:
-                bad[slot, row] = _rebuild(xs, ys, row, n, d, sums, anchors, at)
-                rebuilt = True
-            else:
-                peaks[2 * slot, row] = peak_x
-                peaks[2 * slot + 1, row] = peak_y
-    if rebuilt:
         peaks[2 * slot, row] = sums[at + 2, row]
         peaks[2 * slot + 1, row] = sums[at + 3, row]
+    else:
+        # The window's sums in locals, stored once: the loop keeps them in
+        # registers rather than reloading each after every store.
+        ax, ay = anchors[2 * slot, row], anchors[2 * slot + 1, row]
+        sx, sy, sxx, syy, sxy = sums[at, row], sums[at + 1, row], sums[at + 2, row], sums[at + 3, row], sums[at + 4, row]
+        was_bad = bad[slot, row]
+        now_bad = was_bad
+        x, y = xs[n & mask, row], ys[n & mask, row]
+        if _finite(x, y):
+            x -= ax
+            y -= ay
+            sx += x
+            sy += y
+            sxx += x * x
+            syy += y * y
+            sxy += x * y
+        else:
+            now_bad += 1
+        x, y = xs[(n - d) & mask, row], ys[(n - d) & mask, row]
+        if _finite(x, y):
+            x -= ax
+            y -= ay
+            sx -= x
+            sy -= y
+            sxx -= x * x
+            syy -= y * y
+            sxy -= x * y
+        else:
+            now_bad -= 1
+        sums[at, row], sums[at + 1, row], sums[at + 2, row], sums[at + 3, row], sums[at + 4, row] = sx, sy, sxx, syy, sxy
+        bad[slot, row] = now_bad
+        if now_bad == 0:
+            peak_x = max(peaks[2 * slot, row], sxx)
+            peak_y = max(peaks[2 * slot + 1, row], syy)
+            if was_bad > 0 or sxx - sx * sx / d < COLLAPSE * peak_x or syy - sy * sy / d < COLLAPSE * peak_y:
+                bad[slot, row] = _rebuild(xs, ys, row, n, d, sums, anchors, at)
+                peak_x, peak_y = sums[at + 2, row], sums[at + 3, row]
+            peaks[2 * slot, row] = peak_x
+            peaks[2 * slot + 1, row] = peak_y
     if bad[slot, row] > 0 or runs[0, row] >= d or runs[1, row] >= d:
         return math.nan
-    mxx, myy, mxy = _moments(sums, at, row, d)
+    sx, sy = sums[at, row], sums[at + 1, row]
+    mxx = sums[at + 2, row] - sx * sx / d
+    myy = sums[at + 3, row] - sy * sy / d
+    mxy = sums[at + 4, row] - sx * sy / d
     return mxy / math.sqrt(mxx * myy)
 
 

@@ -7,11 +7,18 @@
     IMIN{d} = IdxMin(low, d) / d
     IMXD{d} = (IdxMax(high, d) - IdxMin(low, d)) / d
 
-Each window keeps a monotonic deque of bar numbers per series (the
-"ascending minima" algorithm): a new high removes from the back every bar
-whose high is lower, so the front is the window's maximum; amortised O(1)
-per bar. Equal highs stay, so the front is the oldest of equal maxima, as
-``argmax`` takes the first (likewise for lows). Positions are integers, so
+Each window splits a symbol's bars into blocks of ``d`` (van Herk and
+Gil-Werman): a window ending at bar n is the tail of the previous block and
+the head of the current one, so its maximum is the larger of the previous
+block's suffix maximum at the window's first bar and the current block's
+running (prefix) maximum. The suffix maxima of a block are computed once,
+when it completes, in one backward pass of ``d`` steps: amortised O(1) per
+bar, with no data-dependent memory access (a monotonic deque would give the
+same values, but each row's deque head sits at its own slot, which costs a
+cache miss per row and bar across thousands of symbols). The first of equal
+maxima wins throughout (prefix: only a strictly larger value replaces;
+suffix: an equal earlier value does; across the two: the earlier block's),
+as ``argmax`` takes the first; likewise for lows. Positions are integers, so
 IMAX, IMIN and IMXD are exact.
 """
 
@@ -29,64 +36,71 @@ OPERATORS = ("MAX", "MIN", "RSV", "IMAX", "IMIN", "IMXD")
 
 
 @jit_inline
-def deque_push(queue, start, slots, head, length, row, series, bar, value, larger, window):
-    """Add bar number ``bar`` (its value already in ``series``, a ring) to
-    the deque of a ``window`` in ``queue[start:start + slots, row]`` (a ring
-    of ``slots`` >= ``window`` slots, a power of two; ``head`` its front,
-    ``length`` its count) after dropping the front if it left the window;
-    returns (head, length). ``larger``: keep maxima (else minima)."""
+def block_extreme(series, row, n, d, phase, prefix, prefix_at, suffix, suffix_at, w, start, slots, larger):
+    """The extreme of ``series`` (a ring, bar n's value written) over bars
+    n-d+1 .. n and its bar number, for a row whose bar n sits at ``phase``
+    (0 .. d-1) in its block; keeps the prefix of window ``w`` (``prefix[w,
+    row]``) and, when the block completes, its suffixes (in
+    ``suffix[start:start + slots, row]``, slot of bar j: ``j & (slots - 1)``).
+    ``larger``: maxima, else minima. NaN and -1 before bar d - 1."""
     mask = series.shape[0] - 1
     slot_mask = slots - 1
-    if length > 0 and queue[start + head, row] <= bar - window:
-        head = (head + 1) & slot_mask
-        length -= 1
-    while length > 0:
-        back = queue[start + ((head + length - 1) & slot_mask), row]
-        kept = series[back & mask, row]
-        if (kept < value) if larger else (kept > value):
-            length -= 1
-        else:
-            break
-    queue[start + ((head + length) & slot_mask), row] = bar
-    return head, length + 1
+    x = series[n & mask, row]
+    if phase == 0 or ((x > prefix[w, row]) if larger else (x < prefix[w, row])):
+        prefix[w, row] = x
+        prefix_at[w, row] = n
+    if phase == d - 1:  # the window is this block; store its suffixes for the windows to come
+        best = x
+        best_at = n
+        for j in range(n, n - d, -1):
+            v = series[j & mask, row]
+            if (v >= best) if larger else (v <= best):
+                best = v
+                best_at = j
+            suffix[start + (j & slot_mask), row] = best
+            suffix_at[start + (j & slot_mask), row] = best_at
+        return prefix[w, row], prefix_at[w, row]
+    if n + 1 < d:
+        return math.nan, -1
+    first = start + ((n - d + 1) & slot_mask)
+    earlier = suffix[first, row]
+    if (earlier >= prefix[w, row]) if larger else (earlier <= prefix[w, row]):
+        return earlier, suffix_at[first, row]
+    return prefix[w, row], prefix_at[w, row]
 
 
 @jit
 def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
-          bars_seen, highs, lows, max_queue, max_head, max_length, min_queue, min_head, min_length,
-          windows, starts, slots):
+          bars_seen, highs, lows, phase, top, top_at, top_suffix, top_suffix_at,
+          bottom, bottom_at, bottom_suffix, bottom_suffix_at, windows, starts, slots):
     mask = highs.shape[0] - 1
     n_windows = windows.shape[0]
     nan = math.nan
     for i in range(rows.shape[0]):
         highs[seen[i] & mask, rows[i]] = high[i]
         lows[seen[i] & mask, rows[i]] = low[i]
-    # Window by window, so that each pass walks a few arrays row after row.
-    for w in range(n_windows):
+    for w in range(n_windows):  # window by window: each pass walks a few arrays row after row
         d = windows[w]
-        start = starts[w]
         columns = (out_rows[w], out_rows[n_windows + w], out_rows[2 * n_windows + w],
                    out_rows[3 * n_windows + w], out_rows[4 * n_windows + w], out_rows[5 * n_windows + w])
         for i in range(rows.shape[0]):
             r = rows[i]
             n = seen[i]
             c = close[i]
-            max_head[w, r], max_length[w, r] = deque_push(
-                max_queue, start, slots[w], max_head[w, r], max_length[w, r], r, highs, n, high[i], True, d)
-            min_head[w, r], min_length[w, r] = deque_push(
-                min_queue, start, slots[w], min_head[w, r], min_length[w, r], r, lows, n, low[i], False, d)
+            p = phase[w, r]
+            highest, highest_at = block_extreme(highs, r, n, d, p, top, top_at, top_suffix, top_suffix_at,
+                                                w, starts[w], slots[w], True)
+            lowest, lowest_at = block_extreme(lows, r, n, d, p, bottom, bottom_at, bottom_suffix, bottom_suffix_at,
+                                              w, starts[w], slots[w], False)
+            phase[w, r] = p + 1 if p + 1 < d else 0
             values = (nan, nan, nan, nan, nan, nan)
             if n + 1 >= d:
-                top_bar = max_queue[start + max_head[w, r], r]
-                bottom_bar = min_queue[start + min_head[w, r], r]
-                top = highs[top_bar & mask, r]
-                bottom = lows[bottom_bar & mask, r]
-                top_position = top_bar - (n - d)  # 1 .. d, oldest first
-                bottom_position = bottom_bar - (n - d)
+                top_position = highest_at - (n - d)  # 1 .. d, oldest first
+                bottom_position = lowest_at - (n - d)
                 values = (
-                    top / c,
-                    bottom / c,
-                    (c - bottom) / (top - bottom + 1e-12),
+                    highest / c,
+                    lowest / c,
+                    (c - lowest) / (highest - lowest + 1e-12),
                     top_position / d,
                     bottom_position / d,
                     (top_position - bottom_position) / d,
@@ -120,18 +134,21 @@ class Extremes(JitKernel):
 
     def _declare(self):
         n = (len(self.windows),)
-        slots = (int(self._slots.sum()),)  # window w's deque in rows starts[w] .. + slots[w] - 1
+        slots = (int(self._slots.sum()),)  # window w's suffixes in rows starts[w] .. + slots[w] - 1
         ring = (ring_bars(max(self.windows)),)
         return {
             "bars_seen": (np.int64, (), 0),
             "highs": (np.float64, ring, np.nan),
             "lows": (np.float64, ring, np.nan),
-            "max_queue": (np.int64, slots, 0),
-            "max_head": (np.int64, n, 0),
-            "max_length": (np.int64, n, 0),
-            "min_queue": (np.int64, slots, 0),
-            "min_head": (np.int64, n, 0),
-            "min_length": (np.int64, n, 0),
+            "phase": (np.int64, n, 0),  # the next bar's place in its block of d
+            "top": (np.float64, n, np.nan),  # the current block's running maximum so far
+            "top_at": (np.int64, n, 0),
+            "top_suffix": (np.float64, slots, np.nan),  # the last complete block's suffix maxima
+            "top_suffix_at": (np.int64, slots, 0),
+            "bottom": (np.float64, n, np.nan),
+            "bottom_at": (np.int64, n, 0),
+            "bottom_suffix": (np.float64, slots, np.nan),
+            "bottom_suffix_at": (np.int64, slots, 0),
         }
 
     def _constants(self):

@@ -6,7 +6,7 @@
     dist_52w_high = close / max(high over the last 252 bars) - 1, in [-1, 0]
                     (George and Hwang's nearness to the 52-week high)
 
-The high is kept by a monotonic deque (amortised O(1), see
+The high comes from blocks of 252 bars (amortised O(1), see
 :mod:`..alpha158.extremes`). Both are ratios of prices of one symbol, so
 back-adjusted history and raw live prices agree between corporate actions.
 """
@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from signalml.feature_sets import HIGH_52W_BARS, MOMENTUM_FROM_BARS, MOMENTUM_TO_BARS
-from stream.features.alpha158.extremes import deque_push
+from stream.features.alpha158.extremes import block_extreme
 from stream.features.jit import jit
 from stream.features.jit_kernel import JitKernel
 from stream.features.jit_windows import ring_bars
@@ -26,7 +26,7 @@ from stream.features.jit_windows import ring_bars
 
 @jit
 def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
-          bars_seen, closes, highs, high_queue, queue_head, queue_length, from_bars, to_bars, high_bars):
+          bars_seen, closes, highs, phase, top, top_at, top_suffix, top_suffix_at, from_bars, to_bars, high_bars):
     mask = closes.shape[0] - 1
     high_mask = highs.shape[0] - 1
     for i in range(rows.shape[0]):
@@ -35,14 +35,16 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
         c = close[i]
         closes[n & mask, r] = c
         highs[n & high_mask, r] = high[i]
-        queue_head[r], queue_length[r] = deque_push(
-            high_queue, 0, high_queue.shape[0], queue_head[r], queue_length[r], r, highs, n, high[i], True, high_bars)
+        p = phase[0, r]
+        highest, _ = block_extreme(highs, r, n, high_bars, p, top, top_at, top_suffix, top_suffix_at,
+                                   0, 0, top_suffix.shape[0], True)
+        phase[0, r] = p + 1 if p + 1 < high_bars else 0
         momentum = math.nan
         if n >= from_bars:
             momentum = closes[(n - to_bars) & mask, r] / closes[(n - from_bars) & mask, r] - 1.0
         distance = math.nan
         if n + 1 >= high_bars:
-            distance = c / highs[high_queue[queue_head[r], r] & high_mask, r] - 1.0
+            distance = c / highest - 1.0
         if out_rows[0] >= 0:
             out[out_rows[0], i] = momentum
         if out_rows[1] >= 0:
@@ -66,9 +68,11 @@ class Momentum(JitKernel):
             "bars_seen": (np.int64, (), 0),
             "closes": (np.float64, (ring_bars(MOMENTUM_FROM_BARS + 1),), np.nan),
             "highs": (np.float64, (ring_bars(HIGH_52W_BARS),), np.nan),
-            "high_queue": (np.int64, (ring_bars(HIGH_52W_BARS),), 0),
-            "queue_head": (np.int64, (), 0),
-            "queue_length": (np.int64, (), 0),
+            "phase": (np.int64, (1,), 0),  # see alpha158.extremes.block_extreme
+            "top": (np.float64, (1,), np.nan),
+            "top_at": (np.int64, (1,), 0),
+            "top_suffix": (np.float64, (ring_bars(HIGH_52W_BARS),), np.nan),
+            "top_suffix_at": (np.int64, (ring_bars(HIGH_52W_BARS),), 0),
         }
 
     def _constants(self):
