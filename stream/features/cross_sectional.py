@@ -33,7 +33,7 @@ class CrossSectionalFeatures:
     def __init__(self, plan: Plan):
         self.alphas = plan.alphas
         self.alpha_inputs = plan.alpha_inputs
-        self.market_windows = plan.market_windows
+        self.market_windows = np.asarray(plan.market_windows, dtype=np.int64)
         self.market_inputs = plan.market_inputs
         self.columns = np.concatenate([plan.alpha_columns, plan.market_columns[plan.market_columns >= 0]])
         self._market_picked = np.flatnonzero(plan.market_columns >= 0)
@@ -110,7 +110,8 @@ class CrossSectionalFeatures:
             parts.append(combine_alphas(self.alphas, inputs[: self._n_alpha_inputs]))
         if self.market_inputs is not None:
             final = self._market_return(ts, newest_ts, inputs[-1])
-            parts.append(market.combine(self.market_windows, final, inputs[self._n_alpha_inputs :])[self._market_picked])
+            market_inputs = np.ascontiguousarray(inputs[self._n_alpha_inputs :])
+            parts.append(market.combine(self.market_windows, final, market_inputs)[self._market_picked])
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def values_one(self, ts: int, newest_ts: int, row: int, members: np.ndarray) -> list[float]:
@@ -123,7 +124,7 @@ class CrossSectionalFeatures:
                                          self.latest_inputs[: self._n_alpha_inputs, members])
         if self.market_inputs is not None:
             final = self._market_return(ts, newest_ts, self.latest_inputs[self._own_return_row, members])
-            values = market.combine(self.market_windows, final, own[self._n_alpha_inputs :, None])
+            values = market.combine(self.market_windows, final, np.ascontiguousarray(own[self._n_alpha_inputs :, None]))
             result += values[self._market_picked, 0].tolist()
         return result
 

@@ -28,6 +28,7 @@ class JitKernel(Kernel):
     _loop: ClassVar[Callable[..., None]]
 
     def __init__(self, capacity: int = 1):
+        self._arguments = None
         super().__init__(capacity)
         self._all_outputs = np.arange(self.n_outputs, dtype=np.int64)
         self._one_row = np.zeros(1, dtype=np.int64)
@@ -43,10 +44,16 @@ class JitKernel(Kernel):
         (a subclass may group some into a tuple)."""
         return tuple(getattr(self, name) for name in self._specs)
 
+    def grow(self, capacity: int) -> None:
+        super().grow(capacity)
+        self._arguments = None  # the arrays were replaced
+
     def advance(self, rows: np.ndarray, seen: np.ndarray, bars: Bars, out: np.ndarray, out_rows: np.ndarray) -> None:
         """Apply ``bars`` [k] to ``rows`` (int64 [k], distinct) that have seen
         ``seen`` [k] bars; outputs into ``out[out_rows[j], i]``."""
-        type(self)._loop(rows, seen, *bars, out, out_rows, *self._state_arguments(), *self._constants())
+        if self._arguments is None:  # state and constants, gathered once: a single bar is a few µs
+            self._arguments = (*self._state_arguments(), *self._constants())
+        type(self)._loop(rows, seen, *bars, out, out_rows, *self._arguments)
 
     def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
         self.advance(step.rows.index, step.seen, bars, out, self._all_outputs)

@@ -111,17 +111,21 @@ def _pair_step(xs, ys, runs, row, n, d, offset, first_bar, sums, peaks, anchors,
         if now_bad == 0:
             peak_x = max(peaks[2 * slot, row], sxx)
             peak_y = max(peaks[2 * slot + 1, row], syy)
-            if was_bad > 0 or sxx - sx * sx / d < COLLAPSE * peak_x or syy - sy * sy / d < COLLAPSE * peak_y:
+            per_value = 1.0 / d
+            if was_bad > 0 or sxx - sx * sx * per_value < COLLAPSE * peak_x or syy - sy * sy * per_value < COLLAPSE * peak_y:
                 bad[slot, row] = _rebuild(xs, ys, row, n, d, sums, anchors, at)
                 peak_x, peak_y = sums[at + 2, row], sums[at + 3, row]
             peaks[2 * slot, row] = peak_x
             peaks[2 * slot + 1, row] = peak_y
     if bad[slot, row] > 0 or runs[0, row] >= d or runs[1, row] >= d:
         return math.nan
+    # Multiplying by 1 / d where the definition divides: a division costs
+    # several multiplications, and r does not depend on how the mean rounds.
+    per_value = 1.0 / d
     sx, sy = sums[at, row], sums[at + 1, row]
-    mxx = sums[at + 2, row] - sx * sx / d
-    myy = sums[at + 3, row] - sy * sy / d
-    mxy = sums[at + 4, row] - sx * sy / d
+    mxx = sums[at + 2, row] - sx * sx * per_value
+    myy = sums[at + 3, row] - sy * sy * per_value
+    mxy = sums[at + 4, row] - sx * sy * per_value
     return mxy / math.sqrt(mxx * myy)
 
 

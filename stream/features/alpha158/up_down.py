@@ -59,26 +59,19 @@ def _step(series, row, n, d, offset, counts, sums, peaks, at):
         return
     entering = series[n & mask, row] - series[(n - 1) & mask, row]
     leaving = series[(n - d) & mask, row] - series[(n - d - 1) & mask, row]
-    ups, downs = counts[at, row], counts[at + 1, row]
-    gains, losses = sums[at, row], sums[at + 1, row]
-    if entering > 0.0:
-        ups += 1
-        gains += entering
-    elif entering < 0.0:
-        downs += 1
-        losses -= entering
-    if leaving > 0.0:
-        ups -= 1
-        gains -= leaving
-    elif leaving < 0.0:
-        downs -= 1
-        losses += leaving
+    # Selects rather than branches: whether a change is a rise or a fall is
+    # a coin toss, which a branch would mispredict half the time. A NaN
+    # change (bad input) is neither.
+    ups = counts[at, row] + (entering > 0.0) - (leaving > 0.0)
+    downs = counts[at + 1, row] + (entering < 0.0) - (leaving < 0.0)
+    gains = sums[at, row] + ((entering if entering > 0.0 else 0.0) - (leaving if leaving > 0.0 else 0.0))
+    losses = sums[at + 1, row] + ((-entering if entering < 0.0 else 0.0) - (-leaving if leaving < 0.0 else 0.0))
     gain_peak = max(peaks[at, row], gains)
     loss_peak = max(peaks[at + 1, row], losses)
-    if ups == 0:  # exact, and as good as rebuilt
-        gains = gain_peak = 0.0
-    if downs == 0:
-        losses = loss_peak = 0.0
+    gains = gains if ups > 0 else 0.0  # exact, and as good as rebuilt
+    gain_peak = gain_peak if ups > 0 else 0.0
+    losses = losses if downs > 0 else 0.0
+    loss_peak = loss_peak if downs > 0 else 0.0
     if (ups > 0 and gains < COLLAPSE * gain_peak) or (downs > 0 and losses < COLLAPSE * loss_peak):
         ups, downs, gains, losses = _rebuild(series, row, n, d)
         gain_peak, loss_peak = gains, losses

@@ -165,29 +165,38 @@ def market_return(returns: np.ndarray) -> float:
     return float(finite.sum() / len(finite)) if len(finite) else math.nan
 
 
-def combine(windows: tuple[int, ...], market: float, inputs: np.ndarray) -> np.ndarray:
-    """``mkt_beta_{d}`` for each window, then ``idio_vol_{d}`` [2W, k], from
-    the :class:`MarketInputs` outputs [6W + 1, k] of symbols whose latest bar
-    time has market return ``market``."""
-    result = np.empty((2 * len(windows), inputs.shape[1]))
-    own = inputs[-1]
-    with np.errstate(all="ignore"):
-        for w, d in enumerate(windows):
-            sm, smm, sr, srr, srm, bad = inputs[6 * w : 6 * w + 6]
-            sm = sm + market
-            smm = smm + market * market
-            sr = sr + own
-            srr = srr + own * own
-            srm = srm + own * market
+@jit
+def _combine(windows, market, inputs, out):
+    n_windows = windows.shape[0]
+    finite_market = math.isfinite(market)
+    for i in range(inputs.shape[1]):
+        own = inputs[6 * n_windows, i]
+        for w in range(n_windows):
+            d = windows[w]
+            sm = inputs[6 * w, i] + market
+            smm = inputs[6 * w + 1, i] + market * market
+            sr = inputs[6 * w + 2, i] + own
+            srr = inputs[6 * w + 3, i] + own * own
+            srm = inputs[6 * w + 4, i] + own * market
             spread_m = smm - sm * sm / d
             co = srm - sm * sr / d
             spread_r = srr - sr * sr / d
             beta = co / spread_m
-            residual = np.sqrt(np.maximum(spread_r - co * beta, 0.0) / (d - 1))
-            undefined = (bad != 0.0) | ~(spread_m > 0.0) | ~np.isfinite(own) | (not math.isfinite(market))
-            result[w] = np.where(undefined, np.nan, beta)
-            result[len(windows) + w] = np.where(undefined, np.nan, residual)
-    return result
+            residual = math.sqrt(max(spread_r - co * beta, 0.0) / (d - 1))
+            if inputs[6 * w + 5, i] != 0.0 or not spread_m > 0.0 or not math.isfinite(own) or not finite_market:
+                beta = residual = math.nan
+            out[w, i] = beta
+            out[n_windows + w, i] = residual
+
+
+def combine(windows: np.ndarray, market: float, inputs: np.ndarray) -> np.ndarray:
+    """``mkt_beta_{d}`` for each window, then ``idio_vol_{d}`` [2W, k], from
+    the :class:`MarketInputs` outputs [6W + 1, k] of symbols whose latest bar
+    time has market return ``market``; NaN where a window holds a pair with
+    no market return, the market did not move, or a return is missing."""
+    out = np.empty((2 * len(windows), inputs.shape[1]))
+    _combine(windows, float(market), inputs, out)
+    return out
 
 
 class MarketClock:
