@@ -80,6 +80,6 @@ def test_alpha_42_does_not_depend_on_a_symbols_price_scale(feature_settings):
 
     bars = dict(open=[10, 50], high=[12, 52], low=[9, 49], close=[11, 50], volume=[1, 1])
     raw = FeatureEngine(feature_settings).update(1, ["A", "B"], **bars)
-    scaled = {k: [v[0] * (0.37 if k != "volume" else 1), v[1]] for k, v in bars.items()}
+    scaled = {k: [v[0] * (10.0 if k != "volume" else 0.1), v[1]] for k, v in bars.items()}  # A now above B
     adjusted = FeatureEngine(feature_settings).update(1, ["A", "B"], **scaled)
     assert raw.column("alpha_42").tolist() == adjusted.column("alpha_42").tolist()
