@@ -83,7 +83,7 @@ class CrossSectionalFeatures:
         if self.alpha_inputs is not None:
             self.alpha_inputs._update(step, bars, inputs[: self._n_alpha_inputs])
         if self.market_inputs is not None:
-            self.market_inputs.advance(rows.index, step.seen, bars, inputs, self._market_rows)
+            self.market_inputs.advance(rows, step.seen, bars, inputs, self._market_rows)
         rows.put_back(self.latest_inputs, inputs)
 
     def apply_one(self, row: int, seen: int, bar: Bar) -> None:

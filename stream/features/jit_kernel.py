@@ -3,10 +3,11 @@
 Subclasses declare their state arrays (``_declare``, as every kernel) and
 set ``_loop``, a compiled function called as::
 
-    _loop(rows, seen, open, high, low, close, volume, out, out_rows,
+    _loop(rows, first, seen, open, high, low, close, volume, out, out_rows,
           *self._state_arguments(), *self._constants())
 
-It applies bar ``i`` to state row ``rows[i]``, which has seen ``seen[i]``
+It applies bar ``i`` to state row ``rows[i]`` (``first + i`` where ``first``
+is not -1: the rows are then a contiguous range), which has seen ``seen[i]``
 bars before, counts it in ``bars_seen`` and writes output ``j`` of that bar
 to ``out[out_rows[j], i]`` (nothing where ``out_rows[j]`` is -1). The engine
 passes its own feature matrix and the columns of the outputs it selected,
@@ -22,6 +23,7 @@ import numpy as np
 
 from stream.features.bars import Bars
 from stream.features.kernel import Bar, Kernel, Step
+from stream.features.rows import Rows
 
 
 class JitKernel(Kernel):
@@ -48,15 +50,18 @@ class JitKernel(Kernel):
         super().grow(capacity)
         self._arguments = None  # the arrays were replaced
 
-    def advance(self, rows: np.ndarray, seen: np.ndarray, bars: Bars, out: np.ndarray, out_rows: np.ndarray) -> None:
-        """Apply ``bars`` [k] to ``rows`` (int64 [k], distinct) that have seen
-        ``seen`` [k] bars; outputs into ``out[out_rows[j], i]``."""
+    def advance(self, rows, seen: np.ndarray, bars: Bars, out: np.ndarray, out_rows: np.ndarray) -> None:
+        """Apply ``bars`` [k] to ``rows`` (a :class:`Rows`, or int64 [k],
+        distinct) that have seen ``seen`` [k] bars; outputs into
+        ``out[out_rows[j], i]``."""
         if self._arguments is None:  # state and constants, gathered once: a single bar is a few µs
             self._arguments = (*self._state_arguments(), *self._constants())
-        type(self)._loop(rows, seen, *bars, out, out_rows, *self._arguments)
+        rows = Rows.of(rows)
+        first = rows.sel.start if rows.contiguous else -1
+        type(self)._loop(rows.index, first, seen, *bars, out, out_rows, *self._arguments)
 
     def _update(self, step: Step, bars: Bars, out: np.ndarray) -> None:
-        self.advance(step.rows.index, step.seen, bars, out, self._all_outputs)
+        self.advance(step.rows, step.seen, bars, out, self._all_outputs)
 
     def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
         out = np.empty((self.n_outputs, 1))
@@ -69,4 +74,7 @@ class JitKernel(Kernel):
         self._one_seen[0] = seen
         self._one_bar[:, 0] = bar
         fields = self._one_bar
-        self.advance(self._one_row, self._one_seen, Bars(fields[0], fields[1], fields[2], fields[3], fields[4]), out, out_rows)
+        if self._arguments is None:
+            self._arguments = (*self._state_arguments(), *self._constants())
+        type(self)._loop(self._one_row, row, self._one_seen, fields[0], fields[1], fields[2], fields[3], fields[4],
+                         out, out_rows, *self._arguments)

@@ -66,6 +66,14 @@ def upper_bound(values, length, x):
 
 
 @jit_inline
+def row_at(rows, first, i):
+    """The state row of the i-th bar of an update: ``first + i`` when the rows
+    are one contiguous range starting at ``first`` (then the compiler sees
+    consecutive rows and the loop streams through memory), else ``rows[i]``."""
+    return first + i if first >= 0 else rows[i]
+
+
+@jit_inline
 def window_sums(ring, row, last, bars, anchor):
     """Sum and sum of squares of ``x - anchor`` over bars ``last - bars + 1
     .. last`` of a ring, oldest first."""

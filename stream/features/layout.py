@@ -79,7 +79,7 @@ class SymbolPart:
         """Update the kernel and write its selected outputs into ``values`` [F, k]."""
         kernel = self.kernel
         if self.jit:
-            kernel.advance(step.rows.index, step.seen, bars, values, self.columns)
+            kernel.advance(step.rows, step.seen, bars, values, self.columns)
         elif self.block is not None:
             kernel._update(step, bars, values[self.block])
         else:

@@ -17,11 +17,12 @@ import numpy as np
 
 from stream.features.jit import jit
 from stream.features.jit_kernel import JitKernel
+from stream.features.jit_windows import row_at
 from signalml.feature_sets import KBAR, PRICE
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows, bars_seen):
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows, bars_seen):
     for i in range(rows.shape[0]):
         o, h, lo, c = open_[i], high[i], low[i], close[i]
         span = h - lo + 1e-12
@@ -47,7 +48,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows, bars_seen)
             column = out_rows[k]
             if column >= 0:
                 out[column, i] = values[k]
-        bars_seen[rows[i]] = seen[i] + 1
+        bars_seen[row_at(rows, first, i)] = seen[i] + 1
 
 
 class CandleShape(JitKernel):

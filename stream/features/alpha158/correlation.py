@@ -21,7 +21,7 @@ import numpy as np
 
 from stream.features.jit import COLLAPSE, jit, jit_inline
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars
+from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars, row_at
 
 OPERATORS = ("CORR", "CORD")
 SUMS = 5  # x, y, xx, yy, xy
@@ -138,13 +138,13 @@ def _run(runs, which, row, n, previous, value):
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, prev_close, prev_volume, level_x, level_y, change_x, change_y, level_runs, change_runs,
           sums, peaks, anchors, bad, windows, offsets):
     mask = level_x.shape[0] - 1
     n_windows = windows.shape[0]
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r = row_at(rows, first, i)
         n = seen[i]
         slot = n & mask
         lx = close[i]
@@ -164,7 +164,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
         level_column = out_rows[w]
         change_column = out_rows[n_windows + w]
         for i in range(rows.shape[0]):
-            r = rows[i]
+            r = row_at(rows, first, i)
             n = seen[i]
             level = _pair_step(level_x, level_y, level_runs, r, n, d, offsets[w], 0,
                                sums, peaks, anchors, bad, 2 * w * SUMS)
@@ -175,7 +175,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
             if change_column >= 0:
                 out[change_column, i] = change
     for i in range(rows.shape[0]):
-        bars_seen[rows[i]] = seen[i] + 1
+        bars_seen[row_at(rows, first, i)] = seen[i] + 1
 
 
 class Correlations(JitKernel):

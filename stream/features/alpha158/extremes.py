@@ -30,7 +30,7 @@ import numpy as np
 
 from stream.features.jit import jit, jit_inline
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import ring_bars
+from stream.features.jit_windows import ring_bars, row_at
 
 OPERATORS = ("MAX", "MIN", "RSV", "IMAX", "IMIN", "IMXD")
 
@@ -70,21 +70,21 @@ def block_extreme(series, row, n, d, phase, prefix, prefix_at, suffix, suffix_at
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, highs, lows, phase, top, top_at, top_suffix, top_suffix_at,
           bottom, bottom_at, bottom_suffix, bottom_suffix_at, windows, starts, slots):
     mask = highs.shape[0] - 1
     n_windows = windows.shape[0]
     nan = math.nan
     for i in range(rows.shape[0]):
-        highs[seen[i] & mask, rows[i]] = high[i]
-        lows[seen[i] & mask, rows[i]] = low[i]
+        highs[seen[i] & mask, row_at(rows, first, i)] = high[i]
+        lows[seen[i] & mask, row_at(rows, first, i)] = low[i]
     for w in range(n_windows):  # window by window: each pass walks a few arrays row after row
         d = windows[w]
         columns = (out_rows[w], out_rows[n_windows + w], out_rows[2 * n_windows + w],
                    out_rows[3 * n_windows + w], out_rows[4 * n_windows + w], out_rows[5 * n_windows + w])
         for i in range(rows.shape[0]):
-            r = rows[i]
+            r = row_at(rows, first, i)
             n = seen[i]
             c = close[i]
             p = phase[w, r]
@@ -109,7 +109,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
                 if columns[k] >= 0:
                     out[columns[k], i] = values[k]
     for i in range(rows.shape[0]):
-        bars_seen[rows[i]] = seen[i] + 1
+        bars_seen[row_at(rows, first, i)] = seen[i] + 1
 
 
 class Extremes(JitKernel):

@@ -29,7 +29,7 @@ import numpy as np
 from stream.features.jit import jit, jit_inline
 from stream.features.jit_kernel import JitKernel
 from stream.features.kernel import ROWS_FIRST
-from stream.features.jit_windows import ring_bars
+from stream.features.jit_windows import ring_bars, row_at
 
 OPERATORS = ("QTLU", "QTLD", "RANK")
 QUANTILES = (0.8, 0.2)
@@ -85,7 +85,7 @@ def interpolated(values, length, quantile):
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, closes, ordered, windows, quantiles):
     mask = closes.shape[0] - 1
     n_windows = windows.shape[0]
@@ -95,7 +95,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
         sorted_closes = ordered[w]
         columns = (out_rows[w], out_rows[n_windows + w], out_rows[2 * n_windows + w])
         for i in range(rows.shape[0]):
-            r = rows[i]
+            r = row_at(rows, first, i)
             n = seen[i]
             c = close[i]
             window = sorted_closes[r]  # this row's sorted closes, contiguous
@@ -117,8 +117,8 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
                 if columns[k] >= 0:
                     out[columns[k], i] = values[k]
     for i in range(rows.shape[0]):
-        closes[seen[i] & mask, rows[i]] = close[i]  # after the windows read the leaving close from this slot
-        bars_seen[rows[i]] = seen[i] + 1
+        closes[seen[i] & mask, row_at(rows, first, i)] = close[i]  # after the windows read the leaving close from this slot
+        bars_seen[row_at(rows, first, i)] = seen[i] + 1
 
 
 class OrderStats(JitKernel):

@@ -25,7 +25,7 @@ import numpy as np
 
 from stream.features.jit import COLLAPSE, jit, jit_inline
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars
+from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars, row_at
 
 OPERATORS = ("ROC", "MA", "STD", "BETA", "RSQR", "RESI")
 
@@ -46,13 +46,13 @@ def _rebuild(closes, row, n, d, anchor):
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, closes, equal_run, anchor, s1, s2, cy, s2_peak, windows, offsets):
     mask = closes.shape[0] - 1
     n_windows = windows.shape[0]
     nan = math.nan
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r = row_at(rows, first, i)
         n = seen[i]
         c = close[i]
         if n > 0 and closes[(n - 1) & mask, r] == c:

@@ -24,7 +24,7 @@ import numpy as np
 
 from stream.features.jit import COLLAPSE, jit, jit_inline
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars
+from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars, row_at
 
 CLOSE_OPERATORS = ("CNTP", "CNTN", "CNTD", "SUMP", "SUMN", "SUMD")
 VOLUME_OPERATORS = ("VSUMP", "VSUMN", "VSUMD")
@@ -80,19 +80,19 @@ def _step(series, row, n, d, offset, counts, sums, peaks, at):
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, closes, volumes, counts, sums, peaks, windows, offsets):
     mask = closes.shape[0] - 1
     n_windows = windows.shape[0]
     nan = math.nan
     for i in range(rows.shape[0]):
-        closes[seen[i] & mask, rows[i]] = close[i]
-        volumes[seen[i] & mask, rows[i]] = volume[i]
+        closes[seen[i] & mask, row_at(rows, first, i)] = close[i]
+        volumes[seen[i] & mask, row_at(rows, first, i)] = volume[i]
     for w in range(n_windows):  # window by window: each pass walks a few arrays row after row
         d = windows[w]
         at = 4 * w  # close: at, at + 1; volume: at + 2, at + 3
         for i in range(rows.shape[0]):
-            r = rows[i]
+            r = row_at(rows, first, i)
             n = seen[i]
             values = (nan, nan, nan, nan, nan, nan, nan, nan, nan)
             if n >= d:
@@ -120,7 +120,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
                 if column >= 0:
                     out[column, i] = values[k]
     for i in range(rows.shape[0]):
-        bars_seen[rows[i]] = seen[i] + 1
+        bars_seen[row_at(rows, first, i)] = seen[i] + 1
 
 
 class UpDown(JitKernel):

@@ -17,7 +17,7 @@ import numpy as np
 
 from stream.features.jit import COLLAPSE, jit, jit_inline
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars, window_sums
+from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars, row_at, window_sums
 
 OPERATORS = ("VMA", "VSTD", "WVMA")
 
@@ -52,14 +52,14 @@ def moments_step(series, runs, row, n, d, offset, first_bar, anchor, s1, s2, pea
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, prev_close, volumes, weighted, volume_run, weighted_run, anchor, s1, s2, peak,
           windows, offsets):
     mask = volumes.shape[0] - 1
     n_windows = windows.shape[0]
     nan = math.nan
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r = row_at(rows, first, i)
         n = seen[i]
         v = volume[i]
         moved = abs(close[i] / prev_close[r] - 1.0) * v  # NaN on a symbol's first bar
@@ -73,7 +73,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
         d = windows[w]
         columns = (out_rows[w], out_rows[n_windows + w], out_rows[2 * n_windows + w])
         for i in range(rows.shape[0]):
-            r = rows[i]
+            r = row_at(rows, first, i)
             n = seen[i]
             v = volume[i]
             vma = vstd = wvma = nan
@@ -89,7 +89,7 @@ def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
                 if columns[k] >= 0:
                     out[columns[k], i] = values[k]
     for i in range(rows.shape[0]):
-        bars_seen[rows[i]] = seen[i] + 1
+        bars_seen[row_at(rows, first, i)] = seen[i] + 1
 
 
 class VolumeStats(JitKernel):

@@ -16,15 +16,15 @@ import numpy as np
 from signalml.feature_sets import DOLLAR_VOLUME_BARS
 from stream.features.jit import COLLAPSE, jit
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import CADENCE, ring_bars
+from stream.features.jit_windows import CADENCE, ring_bars, row_at
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, traded, total, nonzero, peak, bars):
     mask = traded.shape[0] - 1
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r = row_at(rows, first, i)
         n = seen[i]
         value = close[i] * volume[i]
         leaving = traded[(n - bars) & mask, r] if n >= bars else 0.0

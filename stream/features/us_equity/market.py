@@ -34,7 +34,7 @@ from signalml.feature_sets import MARKET_WINDOWS
 from stream.features.codec import decode_array, encode_array
 from stream.features.jit import COLLAPSE, jit, jit_inline
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars
+from stream.features.jit_windows import rebuild_due, rebuild_offsets, ring_bars, row_at
 
 SUMS = ("m", "mm", "r", "rr", "rm", "bad")  # per window; bad: pairs with no market return
 NO_TS = np.iinfo(np.int64).min
@@ -60,12 +60,12 @@ def _rebuild(returns, markets, row, first, last, sums, at):
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, prev_close, returns, markets, sums, peaks, windows, offsets):
     mask = returns.shape[0] - 1
     n_windows = windows.shape[0]
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r = row_at(rows, first, i)
         n = seen[i]
         own = close[i] / prev_close[r] - 1.0  # NaN on a symbol's first bar
         returns[n & mask, r] = own

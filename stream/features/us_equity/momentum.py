@@ -21,16 +21,16 @@ from signalml.feature_sets import HIGH_52W_BARS, MOMENTUM_FROM_BARS, MOMENTUM_TO
 from stream.features.alpha158.extremes import block_extreme
 from stream.features.jit import jit
 from stream.features.jit_kernel import JitKernel
-from stream.features.jit_windows import ring_bars
+from stream.features.jit_windows import ring_bars, row_at
 
 
 @jit
-def _loop(rows, seen, open_, high, low, close, volume, out, out_rows,
+def _loop(rows, first, seen, open_, high, low, close, volume, out, out_rows,
           bars_seen, closes, highs, phase, top, top_at, top_suffix, top_suffix_at, from_bars, to_bars, high_bars):
     mask = closes.shape[0] - 1
     high_mask = highs.shape[0] - 1
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r = row_at(rows, first, i)
         n = seen[i]
         c = close[i]
         closes[n & mask, r] = c
