@@ -70,7 +70,9 @@ class FeatureEngine:
         self._bars_seen = np.zeros(0, dtype=np.int64)
         self._last_ts = np.full(0, NO_TS, dtype=np.int64)
         self._last_ordinal = np.full(0, -1, dtype=np.int64)
-        self._latest = np.full((self._n_features, 0), np.nan)  # the symbol's own features; the others unused
+        # Each row's latest features; cross_section() recomputes the
+        # cross-sectional ones over the final members of the bar time.
+        self._latest = np.full((self._n_features, 0), np.nan)
         self._bar_ordinal = -1  # how many distinct newest bar times, minus one
         self._newest_ts = NO_TS
         self._by_code = np.zeros(len(REASONS), dtype=np.int64)
@@ -176,11 +178,11 @@ class FeatureEngine:
         self._count_gaps(ts, rows)
         self._last_ts[sel] = ts
         self._bars_seen[sel] += 1
-        rows.assign(self._latest, values)
         if self._peers.active:
             if ts < self._newest_ts:
                 self._peers.late(ts, rows.index)
             values[self._peers.columns] = self._cross_sectional(ts, rows)
+        rows.assign(self._latest, values)  # every column written (the state must not keep garbage)
         return values
 
     def _apply_one(self, ts: int, row: int, bar: tuple[float, ...]) -> np.ndarray:
@@ -199,13 +201,13 @@ class FeatureEngine:
             self._last_ordinal[row] = self._bar_ordinal
         self._last_ts[row] = ts
         self._bars_seen[row] = seen + 1
-        self._latest[:, row] = values[:, 0]
         if self._peers.active:
             if ts < self._newest_ts:
                 self._peers.late(ts, np.array([row]))
             n = self._registry.n_rows
             members = np.flatnonzero(self._last_ts[:n] == ts)
             values[self._peers.columns, 0] = self._peers.values_one(ts, self._newest_ts, row, members)
+        self._latest[:, row] = values[:, 0]
         return values[:, 0]
 
     def _cross_sectional(self, ts: int, applied: Rows) -> np.ndarray:
