@@ -1,7 +1,7 @@
 """Compiled loops for the feature state machines.
 
 The Alpha158 and US-equity kernels update one symbol's row with branches
-(monotonic deques, sorted windows, rebuilds) that numpy cannot express per
+(block maxima, sorted windows, rebuilds) that numpy cannot express per
 element, so each is one numba-compiled loop over the rows of an update.
 The same compiled loop serves a cross-section and a single bar, so the two
 paths give the same bits by construction.
@@ -26,6 +26,6 @@ def jit(function):
 
 
 def jit_inline(function):
-    """:func:`jit` for a helper of the loops, inlined into its callers: a
-    call that passes arrays costs more than a helper's few operations."""
+    """:func:`jit` for a function the loops call, inlined into them: a
+    call that passes arrays costs more than its few operations."""
     return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, inline="always")(function)

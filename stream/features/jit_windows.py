@@ -24,45 +24,14 @@ def ring_bars(needed: int) -> int:
     return 1 << max(0, int(needed) - 1).bit_length()
 
 
-def rebuild_offsets(n_windows: int):
-    """Per window, an offset of its rebuild bar, so that a row's windows
-    rebuild on different bars rather than all on one."""
+def rebuild_offsets(windows):
+    """Per window (length in bars), an offset of its rebuild bar, so that a
+    row's windows rebuild on different bars rather than all on one. It
+    depends on the window's length only, so a feature's values do not
+    depend on which other windows are selected."""
     import numpy as np
 
-    return (np.arange(n_windows, dtype=np.int64) * 97) % CADENCE
-
-
-# Binary searches without a data-dependent branch: the loop runs log2(length)
-# times whatever the values, and each step is a conditional move, so a
-# search costs no mispredicted branch (Khuong and Morin's layout study).
-
-
-@jit_inline
-def lower_bound(values, length, x):
-    """First position p in the sorted ``values[:length]`` with ``values[p] >= x``."""
-    if length == 0:
-        return 0
-    base = 0
-    n = length
-    while n > 1:
-        half = n >> 1
-        base = base + half if values[base + half] < x else base
-        n -= half
-    return base + (1 if values[base] < x else 0)
-
-
-@jit_inline
-def upper_bound(values, length, x):
-    """First position p in the sorted ``values[:length]`` with ``values[p] > x``."""
-    if length == 0:
-        return 0
-    base = 0
-    n = length
-    while n > 1:
-        half = n >> 1
-        base = base + half if values[base + half] <= x else base
-        n -= half
-    return base + (1 if values[base] <= x else 0)
+    return (np.asarray(windows, dtype=np.int64) * 97) % CADENCE
 
 
 @jit_inline

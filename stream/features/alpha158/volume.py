@@ -105,7 +105,7 @@ class VolumeStats(JitKernel):
         self.output_names = tuple(f"{op}{d}" for op in OPERATORS for d in self.windows)
         self.warmup_bars = tuple(d + (op == "WVMA") for op in OPERATORS for d in self.windows)
         self._windows = np.asarray(self.windows, dtype=np.int64)
-        self._offsets = rebuild_offsets(len(self.windows))
+        self._offsets = rebuild_offsets(self.windows)
         super().__init__(capacity)
 
     def params(self):

@@ -127,7 +127,7 @@ class MarketInputs(JitKernel):
         self.output_names = tuple(f"market_{s}_{d}" for d in self.windows for s in SUMS) + ("market_own_return",)
         self.warmup_bars = tuple(d + 1 for d in self.windows for _ in SUMS) + (2,)
         self._windows = np.asarray(self.windows, dtype=np.int64)
-        self._offsets = rebuild_offsets(len(self.windows))
+        self._offsets = rebuild_offsets(self.windows)
         super().__init__(capacity)
 
     def params(self):

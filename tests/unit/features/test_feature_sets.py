@@ -100,3 +100,26 @@ def test_every_known_feature_can_be_selected_alone():
         values = engine.update(1, ["A"], [10.0], [11.0], [9.0], [10.5], [100.0]).values
         assert values.shape == (1, 1)
         assert np.isnan(values[0, 0]) == (engine.warmup_bars > 1), name
+
+
+def test_any_selection_in_any_order_gives_the_values_of_the_full_computation():
+    """Kernels built for a few windows, outputs scattered to other columns,
+    classic ones computed whole and picked: the values are those of the same
+    names computed all together, on both the cross-section and the one-bar path."""
+    everything = FeatureSettings(feature_sets=("alpha158", "us_equity", "classic"))
+    all_names = feature_names(everything)
+    rng = np.random.default_rng(4)
+    picked = tuple(rng.permutation(all_names)[:40])
+    some = FeatureSettings(feature_sets=picked)
+    full, part, part_one_by_one = FeatureEngine(everything), FeatureEngine(some), FeatureEngine(some)
+    symbols = ["A", "B", "C"]
+    close = 10 * np.exp(np.cumsum(rng.normal(0, 0.02, (300, 3)), axis=0))
+    volume = rng.uniform(1e4, 1e5, (300, 3))
+    columns = [all_names.index(name) for name in picked]
+    for t in range(300):
+        bars = (close[t] * 0.99, close[t] * 1.02, close[t] * 0.98, close[t], volume[t])
+        expected = full.update(t, symbols, *bars).values[:, columns]
+        np.testing.assert_array_equal(part.update(t, symbols, *bars).values, expected)
+        for j, symbol in enumerate(symbols):
+            part_one_by_one.update_bar(symbol, t, *(float(field[j]) for field in bars))
+        np.testing.assert_array_equal(part_one_by_one.cross_section(t).values, expected)
