@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.features.alphas import INPUTS, combine as combine_alphas, combine_one as combine_alphas_one
+from stream.features.alphas import combine as combine_alphas, combine_one as combine_alphas_one
 from stream.features.bars import Bars
 from stream.features.codec import decode_array, encode_array
 from stream.features.kernel import Bar, Kernel, Step
@@ -142,5 +142,3 @@ class CrossSectionalFeatures:
         self.latest_inputs[:, :n] = decode_array(state["latest_inputs"])
         self.clock.restore(state["market_clock"])
 
-
-__all__ = ["CrossSectionalFeatures", "INPUTS"]

@@ -14,7 +14,7 @@ prices sit far from zero; the sums are rebuilt exactly from the ring every
 
 from __future__ import annotations
 
-from stream.features.jit import jit, jit_inline
+from stream.features.jit import jit_inline
 
 CADENCE = 256  # bars between exact rebuilds of a window's running sums (a power of two)
 
