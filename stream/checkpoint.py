@@ -31,6 +31,7 @@ import time
 import uuid
 from typing import Callable
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from signalml.config import Settings
@@ -131,12 +132,13 @@ class Checkpoint:
             except KafkaException as exc:
                 raise self._failure("produce", exc.args[0]) from None
 
-    def commit(self, snapshot: bytes, *, base: bytes | None = None) -> None:
-        """Snapshot (and, when given, a new base state under :func:`base_key`)
-        + everything produced since :meth:`begin`, atomically."""
+    def commit(self, snapshot: bytes, *, base_parts: list[bytes] | None = None) -> None:
+        """Snapshot (and, when given, the parts of a new base state, see
+        :func:`base_parts`) + everything produced since :meth:`begin`,
+        atomically."""
         self.begin()
-        if base is not None:
-            self.produce(self.state_topic, base_key(self.engine_id), base)
+        for index, part in enumerate(base_parts or []):
+            self.produce(self.state_topic, base_part_key(self.engine_id, index), part)
         self.produce(self.state_topic, self.engine_id.encode(), snapshot)
         self._call("commit_transaction", self.producer.commit_transaction)
         self.open = False
@@ -190,10 +192,48 @@ class _RdkafkaDebugLog(logging.LoggerAdapter):
         self.logger.debug(msg, *args)
 
 
+# A base state grows with symbols x features (220 MB at 5,000 symbols and
+# every feature set), past what one record may hold: it is written in parts.
+BASE_PART_BYTES = 8 * 1024 * 1024
+
+
 def base_key(engine_id: str) -> bytes:
-    """Key of an engine's base state on the state topic ('/' cannot occur in
-    an engine id, so no engine's snapshot key collides with it)."""
+    """Key of an engine's base state as one record, as engines wrote it
+    before bases came in parts ('/' cannot occur in an engine id, so no
+    engine's snapshot key collides with it)."""
     return f"{engine_id}/base".encode()
+
+
+def base_part_key(engine_id: str, index: int) -> bytes:
+    return f"{engine_id}/base/{index}".encode()
+
+
+def base_parts(seq: int, blob: bytes) -> list[bytes]:
+    """``blob`` (the base ``seq``) as records of at most BASE_PART_BYTES of
+    data, each saying which base and which part it is."""
+    chunks = [blob[i:i + BASE_PART_BYTES] for i in range(0, len(blob), BASE_PART_BYTES)] or [b""]
+    return [msgspec.msgpack.encode({"seq": seq, "index": i, "count": len(chunks), "data": chunk})
+            for i, chunk in enumerate(chunks)]
+
+
+def read_base(settings: Settings, engine_id: str, seq: int, count: int | None, *,
+              should_stop: Callable[[], bool] = lambda: False) -> bytes | None:
+    """The base ``seq`` of ``engine_id`` joined from its ``count`` parts (None:
+    the older single record), or None when a part is missing or belongs to
+    another base."""
+    if count is None:
+        return latest_records(settings, [base_key(engine_id)], should_stop=should_stop).get(base_key(engine_id))
+    keys = [base_part_key(engine_id, i) for i in range(count)]
+    records = latest_records(settings, keys, should_stop=should_stop)
+    chunks = []
+    for index, key in enumerate(keys):
+        if key not in records:
+            return None
+        part = msgspec.msgpack.decode(records[key])
+        if part.get("seq") != seq or part.get("index") != index or part.get("count") != count:
+            return None
+        chunks.append(part["data"])
+    return b"".join(chunks)
 
 
 def latest_snapshot(settings: Settings, engine_id: str, *, timeout_s: float = 30.0) -> bytes | None:

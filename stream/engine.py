@@ -47,7 +47,7 @@ from signalml.errors import Interrupted, ServiceError
 from signalml.services.topics import engine_topic_keys, require_topics
 from stream.admission import Admitted, BarTimeGate, Source
 from stream.barrier import CrossSectionBarrier
-from stream.checkpoint import Checkpoint, ProducerFenced, Stopped, base_key, latest_records, rdkafka_logger
+from stream.checkpoint import Checkpoint, ProducerFenced, Stopped, base_parts, latest_records, rdkafka_logger, read_base
 from stream.decode import BarValidator, Rejection, dead_letter
 from stream.drift import FeatureDriftWindow
 from stream.inference.errors import InferenceError
@@ -123,6 +123,7 @@ class Engine:
         self.drift: FeatureDriftWindow | None = None
         self.drift_state: dict | None = None
         self.base_seq = 0  # the pipeline base the journal continues; 0: the initial state
+        self.base_count: int | None = None  # the records that base was written in
 
     def snapshot(self) -> bytes:
         """The engine state committed with every transaction, as msgpack
@@ -133,6 +134,7 @@ class Engine:
                 "version": ENGINE_SNAPSHOT_VERSION,
                 "engine_id": self.engine_id,
                 "base_seq": self.base_seq,
+                "base_parts": self.base_count,
                 "journal": self.pipeline.journal,
                 "validator": self.validator.state(),
                 "gate": self.gate.state(),
@@ -155,6 +157,13 @@ class Engine:
             }
         )
 
+    def base_records(self) -> list[bytes]:
+        """:meth:`base_snapshot` as the records it is written in."""
+        blob = self.base_snapshot()
+        parts = base_parts(self.base_seq, blob)
+        self.base_count = len(parts)
+        return parts
+
     def restore(self, snapshot: bytes | None, base: bytes | None = None) -> None:
         self._reset_state()
         if snapshot is None:
@@ -168,7 +177,7 @@ class Engine:
             if base_state.get("seq") != state["base_seq"]:
                 raise ValueError(f"engine snapshot refers to base {state['base_seq']}, found {base_state.get('seq')}")
             pipeline_base = base_state["pipeline"]
-        self.base_seq = state["base_seq"]
+        self.base_seq, self.base_count = state["base_seq"], state.get("base_parts")
         self.pipeline.restore(pipeline_base, state["journal"])
         self.validator.restore(state["validator"])
         if state.get("gate") is not None:
@@ -214,10 +223,15 @@ class Engine:
     def _rewind(self) -> None:
         """Back to the last committed snapshot and the positions in it."""
         self.query.discard()
-        records = latest_records(self.settings, [self.engine_id.encode(), base_key(self.engine_id)],
+        key = self.engine_id.encode()
+        snapshot = latest_records(self.settings, [key], should_stop=self.stop_event.is_set).get(key)
+        base = None
+        if snapshot is not None:
+            state = _decode_snapshot(snapshot)
+            if state["base_seq"]:
+                base = read_base(self.settings, self.engine_id, state["base_seq"], state.get("base_parts"),
                                  should_stop=self.stop_event.is_set)
-        snapshot = records.get(self.engine_id.encode())
-        self.restore(snapshot, records.get(base_key(self.engine_id)))
+        self.restore(snapshot, base)
         self.positions = self._committed_positions(snapshot)
         self.consumer.assign([TopicPartition(self.bars_topic, p, self.positions.get(p, OFFSET_BEGINNING))
                               for p in self.partitions])
@@ -516,8 +530,8 @@ class Engine:
     def _commit(self, *, rebase: bool = False) -> None:
         started = time.perf_counter()
         rebase = rebase or len(self.pipeline.journal) >= self.serving.snapshot_every_bar_times
-        base = self.base_snapshot() if rebase else None
-        self.checkpoint.commit(self.snapshot(), base=base)
+        parts = self.base_records() if rebase else None
+        self.checkpoint.commit(self.snapshot(), base_parts=parts)
         self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
         self._report_positions()
         self.query.publish(self.pending_signals, self.model_set, self.barrier.last_closed_ts)

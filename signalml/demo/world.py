@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -28,7 +29,7 @@ from signalml.config import Settings
 from signalml.services.kafka import KafkaBroker
 from signalml.services.process import port_answers
 from signalml.services.stack import Stack
-from stream.checkpoint import base_key
+from stream.checkpoint import base_key, base_part_key, latest_snapshot
 
 
 def say(text: str) -> None:
@@ -116,7 +117,10 @@ def forget_run(settings: Settings, ids: RunIds) -> None:
     consumer groups, the monitor's internal topics (its table's changelog)."""
     bootstrap = settings.kafka.bootstrap_servers
     producer = Producer({"bootstrap.servers": bootstrap})
-    for key in (ids.engine_id.encode(), base_key(ids.engine_id)):
+    snapshot = latest_snapshot(settings, ids.engine_id)
+    parts = (msgspec.msgpack.decode(snapshot).get("base_parts") if snapshot else None) or 0
+    keys = [ids.engine_id.encode(), base_key(ids.engine_id)] + [base_part_key(ids.engine_id, i) for i in range(parts)]
+    for key in keys:
         producer.produce(settings.kafka.topics.engine_state.name, value=None, key=key)
     producer.flush(10)
     admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -275,3 +275,31 @@ def test_the_whole_bundled_file_read_as_a_backlog_gives_predicts_signals_with_an
         assert fraction * len(bar_times) <= kill.closed < min(fraction + 0.15, 0.99) * len(bar_times), kills
     assert_signals_equal_predict(committed_signals(killed), expected)
     assert records_of(killed, "drift") == records_of(uninterrupted, "drift")
+
+
+def test_an_engine_restored_from_a_base_written_in_many_parts_continues_exactly(world, universes, monkeypatch):
+    """Bases come in parts of at most BASE_PART_BYTES (a full base at 5,000
+    symbols is larger than a record may be); here parts of 64 kB. The first
+    engine stops after its second base; the second restores from it."""
+    import stream.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "BASE_PART_BYTES", 64 * 1024)
+    chosen = universes["30 symbols"]
+    settings = with_output(chosen["settings"], f"parts-{new_tag()}", snapshot_every_bar_times=5)
+    first = Engine(settings)
+    commit_and_maybe_rebase = first._commit
+
+    def commit(*, rebase: bool = False) -> None:
+        commit_and_maybe_rebase(rebase=rebase)
+        if first.base_seq >= 2:
+            first.stop_event.set()
+
+    first._commit = commit
+    first.run(idle_exit_s=5.0, serve_http=False)  # the idle exit only if it never rebased twice
+    assert first.base_seq >= 2 and first.base_count > 1, (first.base_seq, first.base_count)
+    positions, _ = committed_progress(settings)
+    assert 0 < sum(positions.values()) < chosen["bars"], "the first engine read the whole backlog"
+    second = Engine(settings)
+    second.run(idle_exit_s=3.0, serve_http=False)
+    assert second.base_seq > first.base_seq
+    assert_signals_equal_predict(committed_signals(settings), chosen["expected"])

@@ -100,3 +100,18 @@ def test_only_a_journaled_pipeline_keeps_its_inputs(settings):
         batch.prepare(xs)
     feed(engine, sections)
     assert batch.journal == [] and len(engine.pipeline.journal) == len(sections)
+
+
+def test_a_base_larger_than_a_record_is_written_in_parts_that_join_back_to_it(monkeypatch):
+    import stream.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "BASE_PART_BYTES", 1000)
+    blob = bytes(range(256)) * 20  # 5,120 bytes: six parts
+    parts = checkpoint.base_parts(7, blob)
+    assert len(parts) == 6 and all(len(msgspec.msgpack.decode(p)["data"]) <= 1000 for p in parts)
+    records = {checkpoint.base_part_key("e", i): p for i, p in enumerate(parts)}
+    monkeypatch.setattr(checkpoint, "latest_records", lambda _s, keys, **_k: {k: records[k] for k in keys if k in records})
+    assert checkpoint.read_base(None, "e", 7, 6) == blob
+    assert checkpoint.read_base(None, "e", 8, 6) is None  # parts of another base
+    del records[checkpoint.base_part_key("e", 3)]
+    assert checkpoint.read_base(None, "e", 7, 6) is None  # a part missing
