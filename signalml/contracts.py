@@ -126,7 +126,7 @@ class ModelSetManifest(Struct, frozen=True):
     model_set: str
     created_at: EpochMs
     members: list[ManifestMember]
-    ensemble_method: Literal["average", "ic_weighted", "stacking", "rank_vote"]
+    ensemble_method: Literal["average", "ic_weighted", "stacking", "rank_vote", "rank_average"]
     feature_names: list[str]
     feature_schema_hash: str
     horizon_bars: int

@@ -105,8 +105,12 @@ def write_model_set(
         "clip_z": float(settings.features.clip_z),
         "sequence_length": int(sequence_length),
         "horizon_bars": int(dataset.horizon_bars),
+        "label_entry_lag_bars": int(dataset.entry_lag_bars),
         "horizons": [int(h) for h in dataset.horizons],
-        "ensemble": manifest_entry(settings.ensemble.method, final.ensembles["ic_weighted"], final.ensembles["stacking"]),
+        "ensemble": manifest_entry(
+            final.ensembles[settings.ensemble.method], final.ensembles["ic_weighted"], final.ensembles["stacking"]
+        ),
+        "ensemble_sample": final.ensemble_sample,
         "members": member_entries,
         "drift_reference": reference,
         "drift_reference_space": "normalized_features",

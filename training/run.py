@@ -83,7 +83,9 @@ def run_training(
     t0 = time.perf_counter()
     final_window = plan.final_window(n_labelled_bars(dataset))
     members = member_factory(settings, len(dataset.feature_names), list(dataset.feature_names))
-    final = fit_window(dataset, members, final_window, settings, previous=backtest.last_fit.members)
+    final = fit_window(
+        dataset, members, final_window, settings, previous=backtest.last_fit.members, history=backtest.history
+    )
     timing["final_window_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -143,8 +145,8 @@ def plan_folds(plan: WalkForward, dataset: Dataset) -> list[WalkForwardFold]:
     folds = plan.folds(n_labelled_bars(dataset))
     if not folds:
         raise ConfigError(
-            f"training.train_period ({plan.train_period}) + training.gap_period ({plan.gap_period}) bars leave no "
-            f"test window in {n_labelled_bars(dataset)} labelled bars; shorten the training window"
+            f"training.train_period ({plan.train_period}) + the gap ({plan.gap_period} bars, training.gap_period) leave no "
+            f"test window in {n_labelled_bars(dataset)} labelled bars; shorten training.train_period or supply more history"
         )
     return folds
 
