@@ -189,6 +189,9 @@ class TrainingSettings(Section):
     cv_folds: int = Field(5, ge=2)
     seed: int = 42
     hyperopt_budget_s: float = Field(0.0, ge=0)
+    trading_cost_bps: float = Field(
+        5.0, ge=0, description="one-way cost per unit traded, for the report's cost-adjusted spread"
+    )
 
     @property
     def label_span_bars(self) -> int:

@@ -55,7 +55,7 @@ def test_env_overrides_nest_by_double_underscore():
 @pytest.mark.parametrize(
     "override, named",
     [
-        ({"ensemble": {"method": "median"}}, ["ensemble.method", "'average', 'ic_weighted', 'stacking' or 'rank_vote'"]),
+        ({"ensemble": {"method": "median"}}, ["ensemble.method", "'rank_average', 'average', 'ic_weighted', 'stacking' or 'rank_vote'"]),
         ({"training": {"window": "rolling"}}, ["training.window", "'sliding' or 'expanding'"]),
         ({"kafka": {"port": 70000}}, ["kafka.port", "65535"]),
         ({"kafka": {"prot": 1}}, ["kafka.prot", "unknown setting"]),
