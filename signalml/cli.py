@@ -125,7 +125,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from training import bench_train
 
         result = bench_train(settings, args.bars or str(settings.path(settings.paths.data)),
-                             args.out or str(settings.path("artifacts/bench-train")), progress=not args.json)
+                             args.out or str(settings.path("artifacts/bench-train")), progress=not args.json,
+                             naive=args.naive)
     elif args.target == "e2e":
         from stream.bench_e2e import run
 
@@ -265,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=None, help="limit the rows used (replay)")
     p.add_argument("--out", help="output folder (train; default artifacts/bench-train)")
     p.add_argument("--quick", action="store_true", help="a short run (api)")
+    p.add_argument("--naive", action="store_true",
+                   help="train: also time the naive loop (datasets rebuilt, members fresh per window)")
     p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("serve", help="run the engine: bars in, signals out")

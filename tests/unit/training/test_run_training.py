@@ -122,14 +122,30 @@ def test_golden_scores_are_the_native_predictions_of_the_saved_files(trained):
     assert all(v < 1e-5 for v in metrics["model_set"]["golden_reload_max_abs_diff"].values())
 
 
-def test_bench_compares_reuse_with_the_naive_loop(bars_file, tmp_path):
+def test_bench_reports_each_horizon_with_its_acceptance_checks_and_compares_reuse_with_the_naive_loop(bars_file, tmp_path):
     result = bench_train(
-        small_settings(), bars_file, tmp_path, progress=False, member_factory=standin_factory, member_loader=standin_loader
+        small_settings(), bars_file, tmp_path, progress=False, member_factory=standin_factory,
+        member_loader=standin_loader, naive=True,
     )
-    assert result["reuse"]["total_s"] > 0 and result["naive"]["total_s"] > 0 and result["speedup"] > 0
+    assert set(result["horizons"]) == {"5", "1"}
+    for horizon, table in result["horizons"].items():
+        assert set(table["models"]) == {"ridge", "seq"} and table["default_ensemble"] == "rank_average"
+        assert table["test_windows"] >= 2 and table["test_first_date"] < table["test_last_date"]
+        checks = table["acceptance"]
+        ensemble = table["ensembles"]["rank_average"]
+        assert checks["rank_ic"] == ensemble["rank_ic"] and checks["horizon_bars"] == int(horizon)
+        assert checks["rank_ic_met"] == (ensemble["rank_ic"] >= 0.015)
+        assert checks["above_every_member"] == all(ensemble["rank_ic"] > m["rank_ic"] for m in table["models"].values())
+        assert checks["above_the_baseline"] == (ensemble["rank_ic"] > table["baseline"][f"reversal_{horizon}"]["rank_ic"])
+        assert set(table["paired"]) == {"ensemble:rank_average vs ridge", "ensemble:rank_average vs seq",
+                                        f"ensemble:rank_average vs baseline:reversal_{horizon}"}
+    # the planted signal moves returns two days after the shock: the 1-bar label holds it too
+    assert result["horizons"]["1"]["models"]["ridge"]["rank_ic"] > 0.05
+    naive = result["naive"]
+    assert naive["reuse"]["total_s"] > 0 and naive["naive"]["total_s"] > 0 and naive["speedup"] > 0
     # The stand-ins do not warm-start, so slicing one dataset must give exactly
     # what rebuilding it per window gives.
-    for section, values in result["reuse_metrics"].items():
+    for section, values in naive["reuse_metrics"].items():
         for name, summary in values.items():
-            assert summary["rank_ic"] == pytest.approx(result["naive_metrics"][section][name]["rank_ic"], abs=1e-12)
+            assert summary["rank_ic"] == pytest.approx(naive["naive_metrics"][section][name]["rank_ic"], abs=1e-12)
     assert (tmp_path / "bench.json").is_file()
