@@ -197,7 +197,8 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"retrain": decision}, indent=2, default=str))
         return 0
     every = settings.retrain.schedule_s if args.every is None else args.every
-    loop.watch(every_s=every or None, idle_exit_s=args.idle_exit)
+    decisions = loop.watch(every_s=every or None, idle_exit_s=args.idle_exit, max_retrains=args.max_retrains)
+    print(json.dumps({"retrains": decisions}, indent=2, default=str))
     return 0
 
 
@@ -296,9 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--once", action="store_true", help="retrain now, once")
     p.add_argument("--every", type=float, default=None, metavar="S",
                    help="also retrain every S seconds (default retrain.schedule_s; with --watch)")
-    p.add_argument("--bars", help="history from this bars file instead of the bars topic")
+    p.add_argument("--bars", help="history from this bars file alone, instead of the bars store and the bars topic")
     p.add_argument("--idle-exit", type=float, default=None, metavar="S",
                    help="--watch: stop once no drift event arrived for S seconds")
+    p.add_argument("--max-retrains", type=int, default=None, metavar="N", help="--watch: stop after N retrains")
     p.set_defaults(handler=cmd_retrain)
 
     p = sub.add_parser("demo", help="everything on the bundled data, one command: train, publish, serve, replay, watch")

@@ -316,9 +316,19 @@ class MonitorSettings(Section):
 class RetrainSettings(Section):
     min_severity: Literal["info", "warning", "critical"] = "critical"
     kinds: tuple[str, ...] = ("ic_decay", "score_psi", "feature_psi")
-    history_bars: int = Field(504, ge=60, description="most recent bar times to retrain and evaluate on")
-    evaluation_bars: int = Field(63, ge=5, description="the most recent bar times, held out for candidate vs current")
-    min_improvement: float = Field(0.0, ge=0, description="rank IC the candidate must add over the current set")
+    # Bars before the bars topic's first one (the topic holds days, a
+    # walk-forward needs years); null: the topic alone.
+    history_store: str | None = "data/sp500_daily_2015_2019.parquet"
+    history_bars: int = Field(1260, ge=60, description="most recent bar times to retrain and evaluate on")
+    evaluation_bars: int = Field(
+        252, ge=5, description="the most recent labelled bar times, out of sample for the candidate: the gate reads them"
+    )
+    min_candidate_t: float = Field(1.0, description="overlap-corrected t of the candidate's held-out rank IC, at least")
+    min_improvement: float = Field(0.0, description="paired rank IC difference, candidate − current, at least")
+    min_paired_t: float = Field(0.0, description="t-statistic of that paired difference, at least")
+    min_comparable_bars: int = Field(
+        20, ge=1, description="fewer held-out bar times out of sample for the current set: the candidate is judged alone"
+    )
     cooldown_s: float = Field(3600.0, ge=0, description="drift events this soon after a retrain are skipped")
     schedule_s: float = Field(0.0, ge=0, description="retrain every this many seconds (0: on drift only)")
     consumer_group: str = Field("signalml-retrain", min_length=1)

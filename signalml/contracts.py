@@ -137,6 +137,9 @@ class ModelSetManifest(Struct, frozen=True):
     drift_reference: dict[str, ReferenceBins] = {}
     training_metrics: dict[str, dict[str, float]] = {}
     previous: str | None = None
+    # first_date, last_date (of the rows fit) and last_label_end (the last
+    # close those rows' labels read): where the set is out of sample
+    training_window: dict[str, str] = {}
 
 
 def schema_hash(feature_names: list[str]) -> str:

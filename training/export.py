@@ -118,6 +118,10 @@ def write_model_set(
         "training_window": {
             "first_date": str(np.datetime_as_string(dataset.dates[final.fold.train_start], unit="D")),
             "last_date": str(np.datetime_as_string(dataset.dates[final.fold.train_stop - 1], unit="D")),
+            # the last close a fit label read: from this bar on the set is out of sample
+            "last_label_end": str(np.datetime_as_string(
+                dataset.dates[min(final.fold.train_stop - 1 + dataset.label_span_bars, dataset.n_dates - 1)], unit="s"
+            )),
         },
         "golden": GOLDEN,
         "golden_rows": int(len(golden)),

@@ -53,10 +53,11 @@ QUICK = DemoSize(
     start="2018-01-01",
     models={
         "lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
-        "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10},
+        "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_weight": 20.0},
         "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
     },
-    training={"train_period": 150, "test_period": 60, "retrain_frequency": 120, "hyperopt_budget_s": 0.0},
+    training={"train_period": 150, "test_period": 60, "retrain_frequency": 120, "validation_bars": 40,
+              "hyperopt_budget_s": 0.0},
 )
 
 
