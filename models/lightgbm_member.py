@@ -192,6 +192,9 @@ class LightGBMMember(Member):
             valid_sets=[valid_set],
             valid_names=["valid"],
             feval=feval,
+            # LightGBM would otherwise cut the returned booster at early
+            # stopping's own best round, before the floor of min_trees.
+            keep_training_booster=True,
             callbacks=[
                 # patience of at least min_trees: the floor of trees is always grown
                 lightgbm.early_stopping(
@@ -200,6 +203,7 @@ class LightGBMMember(Member):
                 lightgbm.record_evaluation(history),
             ],
         )
+        booster.free_dataset()  # kept for training only; the trees stay
         curve = np.asarray(history["valid"][metric], dtype=np.float64)
         higher_is_better = metric in ("rank_ic",) or metric.startswith("ndcg")
         self.booster = booster

@@ -120,3 +120,20 @@ def test_the_ridge_onnx_graph_scores_like_the_native_model_missing_values_includ
     served = session.run(["SCORE"], {"FEATURES": X.astype(np.float32)})[0]
     assert served.shape == (len(X), 1) and served.dtype == np.float32
     np.testing.assert_allclose(served[:, 0], member.predict(X), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost"])
+def test_the_floor_of_trees_holds_when_validation_prefers_the_first_round(kind, market):
+    """A validation set whose target is the training target reversed gets
+    worse with every round: early stopping's own best is round 1. The
+    member must still serve min_trees real trees, not one tree repeated."""
+    member = make_member(kind, n_estimators=60, early_stopping_rounds=5, min_trees=30)
+    valid = data_of(member, market, "valid")
+    reversed_valid = type(valid)(valid.X, -valid.y, valid.groups, valid.horizons, valid.target)
+    report = member.fit(data_of(member, market, "train"), reversed_valid)
+    assert report["best_iteration"] >= 30
+    scores = member.predict(data_of(member, market, "test"))
+    assert len(np.unique(scores)) > 0.95 * len(scores)
+    first = make_member(kind, n_estimators=1, min_trees=1)
+    first.fit(data_of(first, market, "train"), valid)
+    assert not np.allclose(scores, first.predict(data_of(first, market, "test")) * report["best_iteration"])
