@@ -32,7 +32,7 @@ ONNX_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
 INPUT, SCORE = "FEATURES", "SCORE"
 ONNX_OPSET = 17
-DEFAULT_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
+DEFAULT_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 class RidgeMember(Member):

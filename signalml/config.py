@@ -121,7 +121,7 @@ class RidgeSettings(Section):
     enabled: bool = True
     # Penalties tried, per row of the fit set; the one with the best
     # validation rank IC is kept (every window picks its own).
-    alphas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
+    alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 
     @field_validator("alphas")
     @classmethod
