@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from signalml import feature_sets
 from signalml.errors import ConfigError
 
 ENV_PREFIX = "SIGNALML__"
@@ -37,6 +38,13 @@ class Section(BaseModel):
 
 
 # ---------------------------------------------------------------- features
+
+
+class _SelectionProbe:
+    """The fields a feature selection depends on, before the section exists."""
+
+    def __init__(self, fields: dict[str, Any]):
+        self.__dict__.update(fields)
 
 
 class MacdSettings(Section):
@@ -63,20 +71,43 @@ class FeatureSettings(Section):
         "alpha_42",
         "alpha_101",
     )
+    # Windows (bars) of the Alpha158 rolling operators; Qlib's are 5, 10, 20, 30, 60.
+    alpha158_windows: tuple[int, ...] = feature_sets.ALPHA158_WINDOWS
     normalization: Literal["zscore", "rank", "none"] = "zscore"
     clip_z: float = Field(5.0, gt=0)
     sequence_length: int = Field(20, ge=1)
+    # The feature schema: groups (classic, alpha158, us_equity, alpha158_kbar,
+    # alpha158_price, alpha158_rolling, an Alpha158 operator such as CORD) and
+    # single feature names, in order; see signalml.feature_sets.
+    feature_sets: tuple[str, ...] = ("classic",)
+    exclude: tuple[str, ...] = ()
 
-    @field_validator("lookbacks")
+    @field_validator("lookbacks", "alpha158_windows")
     @classmethod
-    def _lookbacks_valid(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+    def _windows_valid(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if not v:
-            raise ValueError("at least one lookback is required")
+            raise ValueError("at least one window is required")
         if any(p < 2 for p in v):
-            raise ValueError(f"every lookback must be >= 2 bars, got {list(v)}")
+            raise ValueError(f"every window must be >= 2 bars, got {list(v)}")
         if len(set(v)) != len(v):
-            raise ValueError(f"lookbacks must be distinct, got {list(v)}")
+            raise ValueError(f"windows must be distinct, got {list(v)}")
         return tuple(sorted(v))
+
+    @field_validator("feature_sets", "exclude")
+    @classmethod
+    def _selection_valid(cls, v: tuple[str, ...], info) -> tuple[str, ...]:
+        fields = ("lookbacks", "indicators", "alphas", "alpha158_windows", "feature_sets")
+        if info.field_name == "feature_sets" and not v:
+            raise ValueError("select at least one feature or group")
+        if any(name not in info.data for name in fields[:4]):
+            return v  # an earlier field failed and is reported by itself
+        probe = _SelectionProbe({**{k: info.data[k] for k in fields[:4]}, "feature_sets": v, "exclude": ()})
+        if info.field_name == "exclude":
+            if "feature_sets" not in info.data:
+                return v
+            probe = _SelectionProbe({**probe.__dict__, "feature_sets": info.data["feature_sets"], "exclude": v})
+        feature_sets.selected_names(probe)
+        return v
 
 
 # ---------------------------------------------------------------- models

@@ -2,9 +2,10 @@
 
 Columns: ``date`` (or ``ts``), ``symbol``, ``open``, ``high``, ``low``,
 ``close``, ``volume``, optional ``adj_close``. When ``adj_close`` is present
-OHLC are scaled by ``adj_close / close`` (split and dividend adjusted), on
-rows where that ratio is finite and positive; other rows keep their raw
-values so the validator rejects them for what they are.
+OHLC are scaled by ``adj_close / close`` (split and dividend adjusted) and
+the volume by its inverse, on rows where that ratio is finite and positive;
+other rows keep their raw values so the validator rejects them for what
+they are.
 
 A date-only timestamp (midnight) is a trading day: its bar closes at the
 session close, 16:00 America/New_York, which is what ``ts`` carries. A
@@ -87,7 +88,16 @@ def read_bars(
 
 
 def adjust_prices(frame: pd.DataFrame) -> pd.DataFrame:
-    """OHLC scaled by ``adj_close / close`` where that factor is usable."""
+    """OHLC scaled by ``adj_close / close`` and the volume divided by it,
+    where that factor is usable.
+
+    A split of n for 1 multiplies a share count by n as it divides the price:
+    dividing the volume by the price factor puts past volumes in today's
+    shares, so a volume series runs on through a split, and the traded value
+    (price times volume) stays that of the day. Qlib adjusts volume the same
+    way. (The factor also carries dividends, which move the volume by the
+    same small fraction as the prices.)
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = frame["adj_close"].to_numpy() / frame["close"].to_numpy()
     usable = np.isfinite(factor) & (factor > 0)
@@ -95,6 +105,7 @@ def adjust_prices(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in PRICE_COLUMNS:
         frame[column] = frame[column].to_numpy() * factor
+    frame["volume"] = frame["volume"].to_numpy() / factor
     return frame
 
 

@@ -1,12 +1,19 @@
 """Three of the "101 Formulaic Alphas" (Kakushadze, 2016).
 
     alpha_1   = rank(Ts_ArgMax(SignedPower((returns < 0 ? stddev(returns, 20) : close), 2), 5)) - 0.5
-    alpha_42  = rank(vwap - close) / rank(vwap + close)
+    alpha_42  = rank((vwap - close) / (vwap + close))
     alpha_101 = (close - open) / ((high - low) + 0.001)
 
 Conventions (the paper leaves them open):
 
 * ``vwap`` is the proxy (high + low + close) / 3: bars carry no traded value.
+* alpha_42 is the paper's ``rank(vwap - close) / rank(vwap + close)`` with
+  the division by the price level taken per symbol before ranking: ranking
+  ``vwap + close`` across symbols ranks price levels, which back-adjusted
+  history and a live feed of raw prices do not share (each symbol's history
+  is scaled by its own factor). The ratio is scale-free, so both agree.
+  (alpha_101 keeps the paper's 0.001, a price amount: it moves the value by
+  at most 0.001 / (high - low) of itself.)
 * ``returns`` are one-bar close-to-close returns; ``stddev`` is the sample
   standard deviation (ddof = 1) of the last 20 returns, so the inner value
   exists from a symbol's bar 21 and alpha_1 from bar 25.
@@ -41,7 +48,7 @@ _AGES = np.arange(ARGMAX_BARS - 1, -1, -1)  # oldest first
 # The per-symbol inputs each alpha needs, in output order.
 INPUTS = {
     "alpha_1": ("alpha_1_argmax",),
-    "alpha_42": ("alpha_42_vwap_minus_close", "alpha_42_vwap_plus_close"),
+    "alpha_42": ("alpha_42_ratio",),
     "alpha_101": ("alpha_101",),
 }
 
@@ -81,7 +88,7 @@ class AlphaInputs(Kernel):
                 vwap += bars.close
                 vwap /= 3.0
                 np.subtract(vwap, bars.close, out=out[column])
-                np.add(vwap, bars.close, out=out[column + 1])
+                out[column] /= np.add(vwap, bars.close, out=vwap)
             else:
                 range_ = bars.high - bars.low
                 range_ += 0.001
@@ -122,7 +129,7 @@ class AlphaInputs(Kernel):
                 out.append(self._argmax_input_one(row, seen, close))
             elif alpha == "alpha_42":
                 vwap = (high + low + close) / 3.0
-                out += [vwap - close, vwap + close]
+                out.append(divide(vwap - close, vwap + close))
             else:
                 out.append(divide(close - open_, (high - low) + 0.001))
         self.bars_seen[row] = seen + 1
@@ -178,7 +185,7 @@ def combine(alphas: tuple[str, ...], inputs: np.ndarray) -> np.ndarray:
             if alpha == "alpha_1":
                 result[i] = pct_rank_small_ints(inputs[column], ARGMAX_BARS) - 0.5
             elif alpha == "alpha_42":
-                result[i] = pct_rank(inputs[column]) / pct_rank(inputs[column + 1])
+                result[i] = pct_rank(inputs[column])
             else:
                 result[i] = inputs[column]
             column += len(INPUTS[alpha])
@@ -195,7 +202,7 @@ def combine_one(alphas: tuple[str, ...], own: list[float], inputs: np.ndarray) -
         if alpha == "alpha_1":
             result.append(pct_rank_of(own[column], inputs[column]) - 0.5)
         elif alpha == "alpha_42":
-            result.append(pct_rank_of(own[column], inputs[column]) / pct_rank_of(own[column + 1], inputs[column + 1]))
+            result.append(pct_rank_of(own[column], inputs[column]))
         else:
             result.append(own[column])
         column += len(INPUTS[alpha])

@@ -1,18 +1,20 @@
-"""FeatureEngine: every feature of every symbol, one cross-section per call.
+"""FeatureEngine: every selected feature of every symbol, one cross-section per call.
 
 State lives in arrays with one row per symbol (see :mod:`.kernel`); a call
 maps its symbols to rows, drops the bars that must not update state
 (defects per :mod:`.bars`, duplicate or out-of-order ``ts`` per symbol),
-updates every kernel once for the whole cross-section, then ranks the
-alphas over the symbols of that bar time.
+updates every kernel once for the whole cross-section (:mod:`.layout` says
+which kernels the selected features need and where their outputs go), then
+computes the features that depend on the other symbols of the bar time,
+alpha ranks and market regressions (:mod:`.cross_sectional`).
 
 The common call is checked first and cheaply: the same symbols as the call
 before (their rows cached), every bar consistent and newer than the
 symbol's last; the kernels then update in place on views of the rows
 (see :class:`~.kernel.Step`). A single bar (``update_bar``, or a call with
-one symbol) goes through the kernels' one-row path on Python floats, which
-gives the same bits without the per-call cost of array operations; its
-alphas are ranked by counting rather than sorting.
+one symbol) goes through the kernels' one-row path, which gives the same
+bits without the per-call cost of array operations; its alphas are ranked
+by counting rather than sorting.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ import numpy as np
 
 from signalml.config import FeatureSettings
 from stream.features import snapshot
-from stream.features.alphas import INPUTS, AlphaInputs, combine, combine_one
-from stream.features.atr import ATR
 from stream.features.bars import (
     ACCEPTED,
     DUPLICATE_TS,
@@ -36,29 +36,16 @@ from stream.features.bars import (
     bar_defect_codes,
     consistent,
 )
-from stream.features.bollinger import BollingerPosition
 from stream.features.codec import decode_array, encode_array
+from stream.features.cross_sectional import CrossSectionalFeatures
 from stream.features.frame import FeatureFrame
 from stream.features.kernel import Kernel, Step
-from stream.features.macd import MACD
+from stream.features.layout import plan
 from stream.features.names import feature_names
 from stream.features.registry import SymbolRegistry
-from stream.features.returns import Return
 from stream.features.rows import Rows
-from stream.features.rsi import RSI
-from stream.features.volatility import Volatility
-from stream.features.volume import VolumeRatio
 
 NO_TS = np.iinfo(np.int64).min
-
-INDICATOR_KERNELS = {
-    "rsi": lambda s: RSI(s.lookbacks),
-    "atr": lambda s: ATR(s.lookbacks),
-    "bb_position": lambda s: BollingerPosition(s.lookbacks, s.bollinger_nbdev),
-    "volume_ratio": lambda s: VolumeRatio(s.lookbacks),
-    "ret": lambda s: Return(s.lookbacks),
-    "vol": lambda s: Volatility(s.lookbacks),
-}
 
 
 class FeatureEngine:
@@ -73,25 +60,17 @@ class FeatureEngine:
     def __init__(self, settings: FeatureSettings, *, capacity: int = 64):
         self.settings = settings
         self.feature_names = feature_names(settings)
-        self._kernels: list[tuple[Kernel, slice]] = []
-        column = 0
-        for kernel in [INDICATOR_KERNELS[name](settings) for name in settings.indicators] + [
-            MACD(settings.macd.fast, settings.macd.slow, settings.macd.signal)
-        ]:
-            self._kernels.append((kernel, slice(column, column + kernel.n_outputs)))
-            column += kernel.n_outputs
-        self._n_symbol_features = column  # the alphas follow
-        self._alphas = tuple(settings.alphas)
-        self._alpha_inputs = AlphaInputs(self._alphas) if self._alphas else None
-        self._n_inputs = sum(len(INPUTS[a]) for a in self._alphas)
-        self.warmup_bars = max(max(k.warmup_bars) for k in self._all_kernels())
+        layout = plan(settings, self.feature_names)
+        self._parts = layout.parts
+        self._peers = CrossSectionalFeatures(layout)
+        self.warmup_bars = layout.warmup_bars
+        self._n_features = len(self.feature_names)
         self._registry = SymbolRegistry()
         self._capacity = 0
         self._bars_seen = np.zeros(0, dtype=np.int64)
         self._last_ts = np.full(0, NO_TS, dtype=np.int64)
         self._last_ordinal = np.full(0, -1, dtype=np.int64)
-        self._latest = np.full((self._n_symbol_features, 0), np.nan)
-        self._latest_inputs = np.full((self._n_inputs, 0), np.nan)
+        self._latest = np.full((self._n_features, 0), np.nan)  # the symbol's own features; the others unused
         self._bar_ordinal = -1  # how many distinct newest bar times, minus one
         self._newest_ts = NO_TS
         self._by_code = np.zeros(len(REASONS), dtype=np.int64)
@@ -160,10 +139,9 @@ class FeatureEngine:
         symbols = self._registry.names_of(members)
         order = np.argsort(symbols, kind="stable")
         members, symbols = members[order], symbols[order]
-        values = np.empty((len(self.feature_names), len(members)))
-        values[: self._n_symbol_features] = self._latest.take(members, axis=1)
-        if self._alphas:
-            values[self._n_symbol_features :] = combine(self._alphas, self._latest_inputs.take(members, axis=1))
+        values = self._latest.take(members, axis=1)
+        if self._peers.active and len(members):
+            values[self._peers.columns] = self._peers.values(ts, self._newest_ts, Rows.of(members))
         return FeatureFrame(ts, symbols, values.T, self.feature_names, np.zeros(len(members), dtype=np.int8))
 
     def _check_order(self, ts: int, rows: np.ndarray, distinct: bool, codes: np.ndarray) -> None:
@@ -185,35 +163,35 @@ class FeatureEngine:
         """Apply bars that all may update state; their features [F, k]."""
         if rows.size == 1:
             return self._apply_one(ts, int(rows.index[0]), tuple(float(field[0]) for field in bars))[:, None]
-        values = np.empty((len(self.feature_names), rows.size))
+        values = np.empty((self._n_features, rows.size))
         if not rows.size:
             return values
         sel = rows.sel
+        self._peers.begin(ts, self._newest_ts, self._last_ts[: self._registry.n_rows])
         step = Step(rows, self._bars_seen[sel])  # kernels count bars as the engine does
         with np.errstate(all="ignore"):
-            for kernel, columns in self._kernels:
-                kernel._update(step, bars, values[columns])
-            if self._alpha_inputs is not None:
-                inputs = rows.pick(self._latest_inputs)
-                self._alpha_inputs._update(step, bars, inputs)
-                rows.put_back(self._latest_inputs, inputs)
+            for part in self._parts:
+                part.apply(step, bars, values)
+            self._peers.apply(step, bars)
         self._count_gaps(ts, rows)
         self._last_ts[sel] = ts
         self._bars_seen[sel] += 1
-        rows.assign(self._latest, values[: self._n_symbol_features])
-        if self._alphas:
-            values[self._n_symbol_features :] = self._ranked_alphas(ts, rows)
+        rows.assign(self._latest, values)
+        if self._peers.active:
+            if ts < self._newest_ts:
+                self._peers.late(ts, rows.index)
+            values[self._peers.columns] = self._cross_sectional(ts, rows)
         return values
 
     def _apply_one(self, ts: int, row: int, bar: tuple[float, ...]) -> np.ndarray:
         """:meth:`_apply` of one bar, through the kernels' one-row path; its features [F]."""
         seen = self._bars_seen.item(row)
-        values = []
-        for kernel, _ in self._kernels:
-            values += kernel._update_one(row, seen, bar)
-        if self._alpha_inputs is not None:
-            inputs = self._alpha_inputs._update_one(row, seen, bar)
-            self._latest_inputs[:, row] = inputs
+        values = np.empty((self._n_features, 1))
+        self._peers.begin(ts, self._newest_ts, self._last_ts[: self._registry.n_rows])
+        with np.errstate(all="ignore"):
+            for part in self._parts:
+                part.apply_one(row, seen, bar, values)
+            self._peers.apply_one(row, seen, bar)
         if self._is_newest(ts):
             previous = self._last_ordinal.item(row)
             if 0 <= previous < self._bar_ordinal - 1:
@@ -221,20 +199,25 @@ class FeatureEngine:
             self._last_ordinal[row] = self._bar_ordinal
         self._last_ts[row] = ts
         self._bars_seen[row] = seen + 1
-        self._latest[:, row] = values
-        if self._alphas:
+        self._latest[:, row] = values[:, 0]
+        if self._peers.active:
+            if ts < self._newest_ts:
+                self._peers.late(ts, np.array([row]))
             n = self._registry.n_rows
-            values += combine_one(self._alphas, inputs, self._latest_inputs[:, :n][:, self._last_ts[:n] == ts])
-        return np.array(values)
+            members = np.flatnonzero(self._last_ts[:n] == ts)
+            values[self._peers.columns, 0] = self._peers.values_one(ts, self._newest_ts, row, members)
+        return values[:, 0]
 
-    def _ranked_alphas(self, ts: int, applied: Rows) -> np.ndarray:
+    def _cross_sectional(self, ts: int, applied: Rows) -> np.ndarray:
+        """The cross-sectional features [C, k] of the rows just applied at
+        ``ts``, over every symbol applied at ``ts`` so far."""
         at_ts = self._last_ts[: self._registry.n_rows] == ts
         if np.count_nonzero(at_ts) == applied.size:  # this call holds the whole bar time so far
-            return combine(self._alphas, applied.pick(self._latest_inputs))
+            return self._peers.values(ts, self._newest_ts, applied)
         members = Rows.of(np.flatnonzero(at_ts))
-        alphas = np.empty((len(self._alphas), self._capacity))
-        members.assign(alphas, combine(self._alphas, members.pick(self._latest_inputs)))
-        return alphas.take(applied.index, axis=1)
+        values = np.empty((len(self._peers.columns), self._capacity))
+        members.assign(values, self._peers.values(ts, self._newest_ts, members))
+        return values.take(applied.index, axis=1)
 
     def _is_newest(self, ts: int) -> bool:
         """Whether ``ts`` is the newest bar time (counting a new one)."""
@@ -277,13 +260,13 @@ class FeatureEngine:
         row = self._registry.remove(symbol)
         if row is None:
             return False
-        for kernel in self._all_kernels():
-            kernel.reset([row])
+        for part in self._parts:
+            part.kernel.reset([row])
+        self._peers.forget(row)
         self._bars_seen[row] = 0
         self._last_ts[row] = NO_TS
         self._last_ordinal[row] = -1
         self._latest[:, row] = np.nan
-        self._latest_inputs[:, row] = np.nan
         self._left += 1
         return True
 
@@ -341,7 +324,7 @@ class FeatureEngine:
             "last_ts": encode_array(self._last_ts[:n]),
             "last_ordinal": encode_array(self._last_ordinal[:n]),
             "latest": encode_array(self._latest[:, :n]),
-            "latest_inputs": encode_array(self._latest_inputs[:, :n]),
+            "cross_sectional": self._peers.state(n),
             "bar_ordinal": self._bar_ordinal,
             "newest_ts": self._newest_ts,
             "counts": {"by_code": self._by_code.tolist(), "joined": self._joined, "left": self._left, "gaps": self._gaps},
@@ -375,7 +358,7 @@ class FeatureEngine:
             fresh._last_ts[:n] = decode_array(state["last_ts"])
             fresh._last_ordinal[:n] = decode_array(state["last_ordinal"])
             fresh._latest[:, :n] = decode_array(state["latest"])
-            fresh._latest_inputs[:, :n] = decode_array(state["latest_inputs"])
+            fresh._peers.restore(state["cross_sectional"], n)
             kernels = fresh._all_kernels()
             if len(state["kernels"]) != len(kernels):
                 raise snapshot.SnapshotError("snapshot holds another set of state machines")
@@ -395,22 +378,19 @@ class FeatureEngine:
     # ------------------------------------------------------------ internals
 
     def _all_kernels(self) -> list[Kernel]:
-        kernels = [kernel for kernel, _ in self._kernels]
-        if self._alpha_inputs is not None:
-            kernels.append(self._alpha_inputs)
-        return kernels
+        return [part.kernel for part in self._parts] + self._peers.kernels()
 
     def _grow(self, rows_needed: int) -> None:
         if rows_needed <= self._capacity:
             return
         capacity = max(rows_needed, 2 * self._capacity)
-        for kernel in self._all_kernels():
-            kernel.grow(capacity)
+        for part in self._parts:
+            part.kernel.grow(capacity)
+        self._peers.grow(capacity)
         self._bars_seen = _grown(self._bars_seen, capacity, 0)
         self._last_ts = _grown(self._last_ts, capacity, NO_TS)
         self._last_ordinal = _grown(self._last_ordinal, capacity, -1)
         self._latest = _grown(self._latest, capacity, np.nan)
-        self._latest_inputs = _grown(self._latest_inputs, capacity, np.nan)
         self._capacity = capacity
 
 

@@ -10,7 +10,8 @@ cross-section. Like River's detectors, it has one verb and a few reads:
 * ``reset(rows=None)`` forgets; ``state()`` / ``restore()`` round-trip the
   whole state as plain data (see :mod:`.codec`), no pickle.
 
-Subclasses declare their arrays in ``_declare`` and implement ``_update``,
+Subclasses declare their arrays in ``_declare`` (row axis last, or first
+where the spec says :data:`ROWS_FIRST`) and implement ``_update``,
 which gets a :class:`Step` (the rows and their bar counts); everything else
 (growth, reset, snapshot) is generic here. ``_update`` updates the state in
 place (on views of contiguous rows: no gather, no scatter) and takes its
@@ -33,7 +34,11 @@ from stream.features.bars import Bars
 from stream.features.codec import decode_array, encode_array
 from stream.features.rows import Rows
 
-ArraySpec = tuple[type, tuple[int, ...], Any]  # dtype, leading shape, fill value
+# dtype, leading shape, fill value; optionally ROWS_FIRST: the row axis first,
+# [capacity, *lead], for a structure each row indexes by its own data (a
+# sorted window), whose slots are then contiguous per row.
+ArraySpec = tuple
+ROWS_FIRST = "rows_first"
 Bar = tuple[float, float, float, float, float]  # open, high, low, close, volume
 
 
@@ -56,6 +61,30 @@ def divide(a: float, b: float) -> float:
 def maximum(a: float, b: float) -> float:
     """``np.maximum`` of two floats: NaN if either is (``max`` would not)."""
     return a if a >= b or a != a else b
+
+
+class _Spec:
+    """One declared state array (see :data:`ArraySpec`)."""
+
+    __slots__ = ("dtype", "lead", "fill", "rows_first")
+
+    def __init__(self, dtype, lead, fill, layout=None):
+        self.dtype, self.lead, self.fill = dtype, tuple(lead), fill
+        self.rows_first = layout == ROWS_FIRST
+
+    def shape(self, capacity: int) -> tuple[int, ...]:
+        return (capacity, *self.lead) if self.rows_first else (*self.lead, capacity)
+
+    def rows(self, array: np.ndarray, sel: slice):
+        """The part of ``array`` that holds the rows ``sel`` (a view)."""
+        return array[sel] if self.rows_first else array[..., sel]
+
+    def assign(self, array: np.ndarray, sel, values) -> None:
+        """``values`` into the rows ``sel`` (a slice or an index array) of ``array``."""
+        if self.rows_first:
+            array[sel] = values
+        else:
+            array[..., sel] = values
 
 
 class KernelStateError(ValueError):
@@ -144,9 +173,9 @@ class Kernel:
 
     def __init__(self, capacity: int = 1):
         self._capacity = 0
-        self._specs = self._declare()
-        for name, (dtype, lead, fill) in self._specs.items():
-            setattr(self, name, np.full(lead + (0,), fill, dtype=dtype))
+        self._specs = {name: _Spec(*spec) for name, spec in self._declare().items()}
+        for name, spec in self._specs.items():
+            setattr(self, name, np.full(spec.shape(0), spec.fill, dtype=spec.dtype))
         self.grow(max(1, int(capacity)))
 
     # ------------------------------------------------------------ subclass API
@@ -202,17 +231,16 @@ class Kernel:
     def reset(self, rows=None) -> None:
         """Forget the given rows (all rows when None), as if never updated."""
         sel = slice(None) if rows is None else Rows.of(rows).sel
-        for name, (_, _, fill) in self._specs.items():
-            getattr(self, name)[..., sel] = fill
+        for name, spec in self._specs.items():
+            spec.assign(getattr(self, name), sel, spec.fill)
 
     def grow(self, capacity: int) -> None:
         """Make room for ``capacity`` rows; existing rows keep their state."""
         if capacity <= self._capacity:
             return
-        for name, (dtype, lead, fill) in self._specs.items():
-            old = getattr(self, name)
-            new = np.full(lead + (capacity,), fill, dtype=dtype)
-            new[..., : self._capacity] = old
+        for name, spec in self._specs.items():
+            new = np.full(spec.shape(capacity), spec.fill, dtype=spec.dtype)
+            spec.assign(new, slice(0, self._capacity), getattr(self, name))
             setattr(self, name, new)
         self._capacity = capacity
 
@@ -223,7 +251,7 @@ class Kernel:
             "kind": self.kind,
             "params": self.params(),
             "rows": n,
-            "arrays": {name: encode_array(getattr(self, name)[..., :n]) for name in self._specs},
+            "arrays": {name: encode_array(spec.rows(getattr(self, name), slice(0, n))) for name, spec in self._specs.items()},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -236,14 +264,14 @@ class Kernel:
         n = int(state["rows"])
         self.grow(n)
         arrays = {}
-        for name, (dtype, lead, fill) in self._specs.items():
+        for name, spec in self._specs.items():
             data = decode_array(state["arrays"][name])
-            if data.shape != lead + (n,) or data.dtype != np.dtype(dtype):
-                raise KernelStateError(f"{self.kind}.{name}: expected {lead + (n,)} {np.dtype(dtype)}, got {data.shape} {data.dtype}")
+            if data.shape != spec.shape(n) or data.dtype != np.dtype(spec.dtype):
+                raise KernelStateError(f"{self.kind}.{name}: expected {spec.shape(n)} {np.dtype(spec.dtype)}, got {data.shape} {data.dtype}")
             arrays[name] = data
         self.reset()
         for name, data in arrays.items():
-            getattr(self, name)[..., :n] = data
+            self._specs[name].assign(getattr(self, name), slice(0, n), data)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params()}, capacity={self._capacity})"

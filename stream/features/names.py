@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from signalml.config import FeatureSettings
+from signalml.feature_sets import MACD_NAMES, classic_names, selected_names
 
-MACD_NAMES = ("macd", "macd_signal", "macd_hist")
+__all__ = ["MACD_NAMES", "classic_names", "feature_names"]
 
 
 def feature_names(settings: FeatureSettings) -> tuple[str, ...]:
-    """``{indicator}_{lookback}`` for each configured indicator, then each
-    lookback (both in configuration order), then MACD's three, then the
-    alphas. Stable for a given configuration."""
-    names = [f"{indicator}_{p}" for indicator in settings.indicators for p in settings.lookbacks]
-    names += MACD_NAMES
-    names += settings.alphas
-    return tuple(names)
+    """The selected features in schema order (see :mod:`signalml.feature_sets`);
+    stable for a given configuration. The default selection, ``classic``, is
+    ``{indicator}_{lookback}`` for each configured indicator then lookback,
+    MACD's three, then the alphas."""
+    return selected_names(settings)

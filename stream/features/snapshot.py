@@ -16,7 +16,7 @@ import msgspec
 from signalml.errors import SignalMLError
 
 SCHEMA = "signalml.features.engine"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: feature selection, cross-sectional part with the market clock
 
 
 class SnapshotError(SignalMLError, ValueError):

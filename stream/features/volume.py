@@ -7,8 +7,9 @@ import math
 import numpy as np
 
 from stream.features.bars import Bars
-from stream.features.kernel import Bar, Kernel, PerPeriod, Step, divide
+from stream.features.kernel import Bar, Kernel, PerPeriod, Step, divide, maximum
 from stream.features.window import (
+    COLLAPSE,
     recompute_cadence,
     ring_column,
     ring_read,
@@ -24,9 +25,12 @@ class VolumeRatio(Kernel):
 
     The window sum is kept by adding the new volume and dropping the oldest;
     it is rebuilt exactly from the ring every :func:`recompute_cadence` bars
-    so drift stays bounded. Whether the SMA is 0 comes from an integer count
-    of non-zero volumes, exact however the sum has drifted. First value on
-    bar ``p``.
+    so drift stays bounded, and when it falls below :data:`.window.COLLAPSE`
+    of its peak since the last rebuild (a huge volume leaving the window),
+    where that drift would no longer be small beside it: split-adjusted
+    volumes are fractional, so the sums round. Whether the SMA is 0 comes
+    from an integer count of non-zero volumes, exact however the sum has
+    drifted. First value on bar ``p``.
     """
 
     kind = "volume_ratio"
@@ -51,6 +55,7 @@ class VolumeRatio(Kernel):
             "bars_seen": (np.int64, (), 0),
             "sum": (np.float64, n, 0.0),
             "nonzero": (np.int64, n, 0),
+            "peak": (np.float64, n, 0.0),  # largest sum since the last rebuild
             "volumes": (np.float64, (self._ring_bars,), np.nan),
         }
 
@@ -61,18 +66,22 @@ class VolumeRatio(Kernel):
         warming = step.least < self._ring_bars
         if warming:
             leaving[step.seen[None, :] < self._period] = 0.0
-        total, nonzero = rows.pick(self.sum), rows.pick(self.nonzero)
+        total, nonzero, peak = rows.pick(self.sum), rows.pick(self.nonzero), rows.pick(self.peak)
         total += volume
         total -= leaving
         nonzero += volume != 0.0
         nonzero -= leaving != 0.0
+        np.maximum(peak, total, out=peak)
+        collapsed = total < COLLAPSE * peak
+        collapsed_periods = collapsed.any(axis=1).tolist()
         ring_write(self.volumes, step, bars.volume)
         for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
-            rebuild = rows_to_rebuild(step, 1, period, cadence)
+            rebuild = rows_to_rebuild(step, 1, period, cadence, collapsed[i] if collapsed_periods[i] else None)
             if rebuild is not None:
                 window = ring_window(self.volumes, step, period, rebuild)
                 total[i, rebuild] = window_sum(window)
                 nonzero[i, rebuild] = np.count_nonzero(window, axis=0)
+                peak[i, rebuild] = total[i, rebuild]
         np.divide(volume, total / self._period_f.wide(rows.size), out=out)
         if nonzero.min() == 0:
             out[nonzero == 0] = np.nan
@@ -80,28 +89,32 @@ class VolumeRatio(Kernel):
             out[step.seen[None, :] < self._period - 1] = np.nan
         rows.put_back(self.sum, total)
         rows.put_back(self.nonzero, nonzero)
+        rows.put_back(self.peak, peak)
         self.bars_seen[rows.sel] += 1
 
     def _update_one(self, row: int, seen: int, bar: Bar) -> list[float]:
         volume = bar[4]
         ring = self._ring_bars
         leaving = [0.0 if seen < p else self.volumes.item((seen - p) % ring, row) for p in self.periods]
-        sums, nonzero = self.sum[:, row].tolist(), self.nonzero[:, row].tolist()
+        sums, nonzero, peaks = self.sum[:, row].tolist(), self.nonzero[:, row].tolist(), self.peak[:, row].tolist()
         self.volumes[seen % ring, row] = volume
         seen_after = seen + 1
         out = []
         for i, (period, cadence) in enumerate(zip(self.periods, self._cadence)):
             sums[i] = sums[i] + volume - leaving[i]
             nonzero[i] = nonzero[i] + (volume != 0.0) - (leaving[i] != 0.0)
-            if seen_after % cadence == 0 and seen_after >= period:
+            peaks[i] = maximum(peaks[i], sums[i])
+            if (seen_after % cadence == 0 or sums[i] < COLLAPSE * peaks[i]) and seen_after >= period:
                 window = ring_column(self.volumes, row, seen, period)
                 sums[i] = window_sum(window).item()
                 nonzero[i] = int(np.count_nonzero(window))
+                peaks[i] = sums[i]
             if nonzero[i] == 0 or seen < period - 1:
                 out.append(math.nan)
             else:
                 out.append(divide(volume, sums[i] / period))
         self.sum[:, row] = sums
         self.nonzero[:, row] = nonzero
+        self.peak[:, row] = peaks
         self.bars_seen[row] = seen + 1
         return out

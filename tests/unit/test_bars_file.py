@@ -45,11 +45,29 @@ def test_rows_are_ordered_by_date_then_symbol_and_keep_their_file_row(tmp_path):
     assert frame["row"].tolist() == [1, 0, 2, 3]
 
 
-def test_ohlc_are_scaled_by_adj_close_over_close(tmp_path):
+def test_ohlc_are_scaled_by_adj_close_over_close_and_the_volume_by_its_inverse(tmp_path):
     frame = read_bars(write(tmp_path, sample()))
     b = frame[(frame.symbol == "B") & (frame.row == 0)].iloc[0]
     assert (b.open, b.high, b.low, b.close) == (5.0, 5.5, 4.5, 5.0)
-    assert b.volume == 100.0
+    assert b.volume == 200.0  # a 2-for-1 split later: in today's shares, twice as many
+
+
+def test_a_split_leaves_volume_continuous_and_traded_value_unchanged(tmp_path):
+    """A 2-for-1 split between two days: raw prices halve and raw volume
+    doubles; adjusted, neither jumps, and close * volume stays each day's own."""
+    raw = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2019-01-02", "2019-01-03"]),
+            "symbol": ["A", "A"],
+            "open": [100.0, 50.0], "high": [100.0, 50.0], "low": [100.0, 50.0], "close": [100.0, 50.0],
+            "volume": [1000.0, 2000.0],
+            "adj_close": [50.0, 50.0],
+        }
+    )
+    frame = read_bars(write(tmp_path, raw))
+    assert frame["close"].tolist() == [50.0, 50.0]
+    assert frame["volume"].tolist() == [2000.0, 2000.0]
+    assert (frame["close"] * frame["volume"]).tolist() == (raw["close"] * raw["volume"]).tolist()
 
 
 def test_an_unusable_factor_leaves_the_row_raw_for_the_validator(tmp_path):

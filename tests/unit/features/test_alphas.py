@@ -2,7 +2,9 @@
 implementation of the paper's formulas, on the real data: exact equality.
 
     alpha_1   = rank(Ts_ArgMax(SignedPower((returns < 0 ? stddev(returns, 20) : close), 2), 5)) - 0.5
-    alpha_42  = rank(vwap - close) / rank(vwap + close),  vwap := (high + low + close) / 3
+    alpha_42  = rank((vwap - close) / (vwap + close)),  vwap := (high + low + close) / 3
+                (the paper's rank(vwap - close) / rank(vwap + close) with the
+                price level divided out per symbol, so it is scale-free)
     alpha_101 = (close - open) / ((high - low) + 0.001)
 """
 
@@ -34,8 +36,7 @@ def paper_alphas(bars: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "alpha_1": argmax.groupby(by_date).rank(pct=True) - 0.5,
-            "alpha_42": (vwap - bars["close"]).groupby(by_date).rank(pct=True)
-            / (vwap + bars["close"]).groupby(by_date).rank(pct=True),
+            "alpha_42": ((vwap - bars["close"]) / (vwap + bars["close"])).groupby(by_date).rank(pct=True),
             "alpha_101": (bars["close"] - bars["open"]) / ((bars["high"] - bars["low"]) + 0.001),
         }
     )
@@ -66,7 +67,19 @@ def test_alpha_ranks_use_only_the_same_bar_time(feature_settings):
 
     engine = FeatureEngine(feature_settings)
     frame = engine.update(1, ["A", "B"], [10, 10], [12, 11], [9, 9], [11, 10], [1, 1])
-    # vwap - close: A (12+9+11)/3-11 = -0.33, B 0; ranks 0.5, 1.0. vwap + close: A 21.67, B 20; ranks 1.0, 0.5
-    np.testing.assert_allclose(frame.column("alpha_42"), [0.5 / 1.0, 1.0 / 0.5])
+    # (vwap - close) / (vwap + close): A -0.33 / 21.67, B 0 / 20; ranks 0.5, 1.0
+    np.testing.assert_allclose(frame.column("alpha_42"), [0.5, 1.0])
     later = engine.update(2, ["A"], [10], [12], [9], [11], [1])
     assert later.column("alpha_42")[0] == 1.0  # a one-symbol cross-section
+
+
+def test_alpha_42_does_not_depend_on_a_symbols_price_scale(feature_settings):
+    """A symbol whose history is back-adjusted (all prices times a factor)
+    ranks where its raw prices would: alpha_42 compares ratios, not levels."""
+    from stream.features import FeatureEngine
+
+    bars = dict(open=[10, 50], high=[12, 52], low=[9, 49], close=[11, 50], volume=[1, 1])
+    raw = FeatureEngine(feature_settings).update(1, ["A", "B"], **bars)
+    scaled = {k: [v[0] * (0.37 if k != "volume" else 1), v[1]] for k, v in bars.items()}
+    adjusted = FeatureEngine(feature_settings).update(1, ["A", "B"], **scaled)
+    assert raw.column("alpha_42").tolist() == adjusted.column("alpha_42").tolist()

@@ -9,6 +9,13 @@ import msgspec
 import numpy as np
 import pytest
 
+from stream.features.alpha158.candle import CandleShape
+from stream.features.alpha158.correlation import Correlations
+from stream.features.alpha158.extremes import Extremes
+from stream.features.alpha158.order_stats import OrderStats
+from stream.features.alpha158.trend import CloseTrend
+from stream.features.alpha158.up_down import UpDown
+from stream.features.alpha158.volume import VolumeStats
 from stream.features.alphas import AlphaInputs
 from stream.features.atr import ATR
 from stream.features.bars import Bars
@@ -17,6 +24,9 @@ from stream.features.kernel import KernelStateError
 from stream.features.macd import MACD
 from stream.features.returns import Return
 from stream.features.rsi import RSI
+from stream.features.us_equity.liquidity import DollarVolume
+from stream.features.us_equity.market import MarketInputs
+from stream.features.us_equity.momentum import Momentum
 from stream.features.volatility import Volatility
 from stream.features.volume import VolumeRatio
 
@@ -29,6 +39,16 @@ KERNELS = {
     "vol": lambda: Volatility((2, 5, 20)),
     "macd": lambda: MACD(3, 7, 4),
     "alpha_inputs": lambda: AlphaInputs(),
+    "alpha158_candle": lambda: CandleShape(),
+    "alpha158_trend": lambda: CloseTrend((2, 3, 7)),
+    "alpha158_extremes": lambda: Extremes((2, 3, 7)),
+    "alpha158_order_stats": lambda: OrderStats((2, 3, 7)),
+    "alpha158_correlation": lambda: Correlations((2, 3, 7)),
+    "alpha158_up_down": lambda: UpDown((2, 3, 7)),
+    "alpha158_volume": lambda: VolumeStats((2, 3, 7)),
+    "us_equity_momentum": lambda: Momentum(),
+    "us_equity_dollar_volume": lambda: DollarVolume(),
+    "us_equity_market_inputs": lambda: MarketInputs((3, 7)),
 }
 N_ROWS = 6
 N_BARS = 300

@@ -131,7 +131,7 @@ def test_cross_section_ranks_over_every_symbol_of_the_bar_time(engine):
 def test_snapshot_has_a_version_and_refuses_unknown_ones(engine):
     xs(engine, 1, ["A"], [1.0])
     state = engine.state()
-    assert state["schema"] == "signalml.features.engine" and state["version"] == 1
+    assert state["schema"] == "signalml.features.engine" and state["version"] == 2
     state["version"] = 99
     with pytest.raises(SnapshotVersionError, match="version 99 is not supported"):
         FeatureEngine.from_state(state)

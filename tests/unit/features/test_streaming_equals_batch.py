@@ -1,6 +1,7 @@
 """One implementation: bar-by-bar updates, cross-section updates and runs
 interrupted by snapshot/restore (through JSON bytes) all give the batch
-output exactly."""
+output exactly, for the default feature set and for every feature
+(Alpha158, US-equity and classic together)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from signalml.config import FeatureSettings
 from stream.features import FeatureEngine, compute_features, dumps, loads
 from tests.unit.features.conftest import subset
 
 FIELDS = ("open", "high", "low", "close", "volume")
+
+
+EVERY_FEATURE = FeatureSettings(feature_sets=("alpha158", "us_equity", "classic"))
+
+
+@pytest.fixture(scope="module", params=["default", "every_feature"])
+def feature_settings(request):
+    return FeatureSettings() if request.param == "default" else EVERY_FEATURE
 
 
 @pytest.fixture(scope="module")
