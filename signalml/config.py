@@ -118,13 +118,14 @@ class LightGBMSettings(Section):
     # regression: L2 on the per-date normal-scored label (every name counts);
     # lambdarank: LambdaRank over the whole cross-section with linear gains.
     objective: Literal["regression", "lambdarank"] = "regression"
-    n_estimators: int = Field(1000, ge=1)
-    learning_rate: float = Field(0.02, gt=0, le=1)
+    n_estimators: int = Field(500, ge=1)
+    learning_rate: float = Field(0.05, gt=0, le=1)
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(2000, ge=1)
     subsample: float = Field(0.7, gt=0, le=1)
-    colsample_bytree: float = Field(0.7, gt=0, le=1)
+    colsample_bytree: float = Field(0.5, gt=0, le=1)
     reg_lambda: float = Field(10.0, ge=0, description="L2 penalty on leaf values")
+    max_bin: int = Field(63, ge=2, description="histogram bins per feature")
     min_trees: int = Field(20, ge=1, description="fewest trees kept, even if validation prefers fewer")
     relevance_grades: int = Field(5, ge=2, le=31)
     early_stopping_metric: Literal["rank_ic", "loss"] = "rank_ic"
@@ -136,13 +137,14 @@ class XGBoostSettings(Section):
     # regression: squared error on the per-date normal-scored label;
     # rank_pairwise: pairwise ranking, pairs drawn over the whole cross-section.
     objective: Literal["regression", "rank_pairwise"] = "regression"
-    n_estimators: int = Field(1000, ge=1)
-    learning_rate: float = Field(0.02, gt=0, le=1)
+    n_estimators: int = Field(500, ge=1)
+    learning_rate: float = Field(0.05, gt=0, le=1)
     max_depth: int = Field(4, ge=1)
     min_child_weight: float = Field(2000.0, ge=0, description="least hessian (rows, for squared error) per leaf")
     subsample: float = Field(0.7, gt=0, le=1)
-    colsample_bytree: float = Field(0.7, gt=0, le=1)
+    colsample_bytree: float = Field(0.5, gt=0, le=1)
     reg_lambda: float = Field(10.0, ge=0)
+    max_bin: int = Field(63, ge=2, description="histogram bins per feature")
     min_trees: int = Field(20, ge=1)
     early_stopping_metric: Literal["rank_ic", "loss"] = "rank_ic"
     early_stopping_rounds: int = Field(100, ge=1)
@@ -164,8 +166,8 @@ class RidgeSettings(Section):
 
 class LSTMSettings(Section):
     enabled: bool = True
-    hidden_size: int = Field(64, ge=1)
-    num_layers: int = Field(2, ge=1)
+    hidden_size: int = Field(32, ge=1)
+    num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     sequence_length: int = Field(20, ge=1)
     epochs: int = Field(20, ge=1)
