@@ -179,3 +179,18 @@ def test_shapes_and_names_are_checked():
         AverageEnsemble(("a", "a"))
     with pytest.raises(ValueError):
         fit_ensemble("median", MEMBERS, SCORES, np.zeros(3), None)
+
+
+def test_the_engine_serves_rank_average_with_the_selection_its_manifest_carries():
+    from signalml.contracts import ManifestMember, ModelSetManifest, schema_hash
+    from stream.model_set import ModelSet
+
+    manifest = ModelSetManifest(
+        model_set="ms-1", created_at=1, members=[ManifestMember("a", 1, "lightgbm", "tabular", 0.0),
+                                                 ManifestMember("b", 1, "ridge", "tabular", 1.0)],
+        ensemble_method="rank_average", feature_names=["f"], feature_schema_hash=schema_hash(["f"]), horizon_bars=5,
+        ensemble_weights={"a": 0.0, "b": 1.0},
+    )
+    served = ModelSet.of(manifest, ["f"])
+    assert isinstance(served.ensemble, RankAverageEnsemble) and served.ensemble.weights == {"a": 0.0, "b": 1.0}
+    np.testing.assert_allclose(served.combine({"a": SCORES[:, 0], "b": SCORES[:, 1]}), [1 / 3, 3 / 3, 2 / 3])
