@@ -96,7 +96,7 @@ class ManifestMember(Struct, frozen=True):
 
     name: str
     version: int
-    kind: Literal["lightgbm", "xgboost", "lstm", "tft"]
+    kind: Literal["lightgbm", "xgboost", "ridge", "lstm", "tft"]
     input: Literal["tabular", "sequence"]
     weight: float = 1.0
 
