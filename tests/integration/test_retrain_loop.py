@@ -67,6 +67,27 @@ def world(stack, tmp_path_factory):
         yield {"settings": settings, "in_service": in_service, "tmp": tmp}
     finally:
         triton.stop()
+        delete_world(settings)
+
+
+def delete_world(settings) -> None:
+    """The world's topics and the loops' consumer groups: a shared broker keeps no scratch."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    topics = [t.name for t in settings.kafka.topics.all().values()]
+    for future in admin.delete_topics(topics).values():
+        try:
+            future.result(30)
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+    prefix = settings.retrain.consumer_group
+    groups = [g.group_id for g in admin.list_consumer_groups().result(30).valid if g.group_id.startswith(prefix)]
+    for future in (admin.delete_consumer_groups(groups).values() if groups else ()):
+        try:
+            future.result(30)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def send_drift(settings, *events: DriftEvent) -> None:
@@ -141,17 +162,28 @@ def test_drift_retrains_refuses_without_paired_evidence_then_publishes_the_bette
     assert [json.loads(line) for line in lines][-1] == json.loads(json.dumps(decision, default=str))
 
 
-def test_a_scheduled_retrain_through_the_cli_judges_the_successor_alone(world, tmp_path, capsys):
+def cli_config(settings, tmp_path, monkeypatch, **retrain):
+    """A config file of ``settings``; the environment must not override it
+    (the session may point SIGNALML__PATHS__STATE_DIR at a shared stack)."""
+    for name in [n for n in __import__("os").environ if n.startswith("SIGNALML__")]:
+        monkeypatch.delenv(name)
+    data = settings.model_dump(mode="json", exclude={"root"})
+    data["retrain"].update(retrain)
+    config = tmp_path / "signalml.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def test_a_scheduled_retrain_through_the_cli_judges_the_successor_alone(world, tmp_path, capsys, monkeypatch):
     settings = world["settings"]
     serving = current_manifest(settings)
-    config = tmp_path / "signalml.yaml"
-    data = settings.model_dump(mode="json", exclude={"root"})
-    data["retrain"]["consumer_group"] += "-cli"
-    config.write_text(yaml.safe_dump(data))
+    config = cli_config(settings, tmp_path, monkeypatch, consumer_group=f"{settings.retrain.consumer_group}-cli")
 
     assert main(["--config", str(config), "retrain", "--watch", "--every", "0.5", "--max-retrains", "1"]) == 0
     [decision] = json.loads(capsys.readouterr().out)["retrains"]
     assert decision["reason"] == "schedule (every 0.5 s)"
+    recorded = RetrainLoop(settings).decisions_path.read_text().splitlines()
+    assert json.loads(recorded[-1])["at"] == decision["at"]  # in the world's own state folder
     assert decision["current"] == serving.model_set
     # the set in service was fit on every held-out bar: no fair comparison
     assert decision["comparable_bars"] == 0 and decision["paired"] is None
@@ -162,10 +194,9 @@ def test_a_scheduled_retrain_through_the_cli_judges_the_successor_alone(world, t
         assert "retrain.min_candidate_t" in decision["refusal"] or "is not positive" in decision["refusal"]
 
 
-def test_retrain_once_through_the_cli_records_its_decision(world, tmp_path, capsys):
+def test_retrain_once_through_the_cli_records_its_decision(world, tmp_path, capsys, monkeypatch):
     settings = world["settings"]
-    config = tmp_path / "signalml.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude={"root"})))
+    config = cli_config(settings, tmp_path, monkeypatch)
     before = len(RetrainLoop(settings).decisions_path.read_text().splitlines())
 
     assert main(["--config", str(config), "retrain", "--once"]) == 0
