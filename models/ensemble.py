@@ -14,7 +14,14 @@ propagated, wherever a method allows it.
 * ``stacking``: ``intercept + Σ coefficient_m · z_m``, a ridge regression
   fit on out-of-fold member scores only (the caller passes those);
 * ``rank_vote``: mean of the members' percentile ranks (rank / n, ties
-  averaged) within the cross-section (a Borda count).
+  averaged) within the cross-section (a Borda count);
+* ``rank_average`` (the default): the equal-weight mean of the percentile
+  ranks of the *selected* members, those whose mean rank IC on the
+  out-of-sample history they are fit on is positive (all members when
+  none is). A mean of ranks ties often (ranks 10 and 20 average like 20
+  and 10); those ties are broken by the selected members' mean z-score,
+  and the output is the percentile of that order, so two names tie only
+  when their member scores do.
 
 Fitted parameters are plain data (:meth:`Ensemble.params`), so they travel
 in the model-set manifest and round-trip with :func:`from_params`.
@@ -27,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-METHODS = ("average", "ic_weighted", "stacking", "rank_vote")
+METHODS = ("rank_average", "average", "ic_weighted", "stacking", "rank_vote")
 DEFAULT_RIDGE = 1e-3
 
 
@@ -251,6 +258,69 @@ class RankVoteEnsemble(Ensemble):
         return _weighted_mean(rank_cross_section(scores), np.ones(scores.shape[1]))
 
 
+class RankAverageEnsemble(Ensemble):
+    method = "rank_average"
+
+    def __init__(self, members: Sequence[str], weights: Mapping[str, float]):
+        super().__init__(members)
+        unknown = set(weights) - set(self.members)
+        if unknown:
+            raise ValueError(f"weights for unknown member(s) {sorted(unknown)}")
+        selected = [m for m in self.members if float(weights.get(m, 0.0)) > 0]
+        if not selected:
+            raise ValueError("rank_average ensemble needs at least one selected (positive-weight) member")
+        # Equal weights over the selection, whatever magnitudes were given.
+        self.weights = {m: (1.0 / len(selected) if m in selected else 0.0) for m in self.members}
+
+    @classmethod
+    def fit(cls, members, scores, labels, groups) -> "RankAverageEnsemble":
+        """Select the members whose mean per-date rank IC with ``labels``
+        on (out-of-sample) ``scores`` is positive; all when none is."""
+        return cls(members, rank_average_selection(members, mean_rank_ic(scores, labels, groups)))
+
+    def _combine_cross_section(self, scores):
+        weights = np.array([self.weights[m] for m in self.members])
+        rank = _weighted_mean(rank_cross_section(scores), weights)[:, 0]
+        tie_break = _weighted_mean(zscore_cross_section(scores), weights)[:, 0]
+        return ordered_percentile(rank, tie_break)[:, None]
+
+    def params(self):
+        return {**super().params(), "weights": dict(self.weights)}
+
+
+def rank_average_selection(members: Sequence[str], ics: np.ndarray) -> dict[str, float]:
+    """{member: 1/k for the k members with a positive IC, else 0}; every
+    member equally when none is positive (there is no better choice)."""
+    positive = np.isfinite(ics) & (np.asarray(ics, dtype=np.float64) > 0)
+    if not positive.any():
+        positive = np.ones(len(members), dtype=bool)
+    return {m: (1.0 / positive.sum() if keep else 0.0) for m, keep in zip(members, positive)}
+
+
+def ordered_percentile(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """[k] percentile (1..n over the finite ``primary`` values, divided by
+    n) of the lexicographic order (primary, secondary); rows equal in both
+    share their average rank; NaN primary stays NaN, NaN secondary ranks
+    as equal to any other NaN."""
+    primary = np.asarray(primary, dtype=np.float64)
+    secondary = np.nan_to_num(np.asarray(secondary, dtype=np.float64), nan=-np.inf)
+    out = np.full(len(primary), np.nan)
+    valid = np.flatnonzero(np.isfinite(primary))
+    n = len(valid)
+    if n == 0:
+        return out
+    p, q = primary[valid], secondary[valid]
+    order = np.lexsort((q, p))
+    p, q = p[order], q[order]
+    new = np.r_[True, (p[1:] != p[:-1]) | (q[1:] != q[:-1])]
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], n] - 1
+    ranks = np.empty(n)
+    ranks[order] = ((starts + ends + 2) / 2.0)[np.cumsum(new) - 1]
+    out[valid] = ranks / n
+    return out
+
+
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """[k, M] → [k, 1]: Σ w·v / Σ w over each row's finite values; NaN
     when no member with positive weight has a value."""
@@ -278,6 +348,8 @@ def fit_ensemble(
         return AverageEnsemble(members)
     if method == "rank_vote":
         return RankVoteEnsemble(members)
+    if method == "rank_average":
+        return RankAverageEnsemble.fit(members, scores, labels, groups)
     if method == "ic_weighted":
         return ICWeightedEnsemble.fit(members, scores, labels, groups, min_weight=min_weight)
     if method == "stacking":
@@ -292,6 +364,8 @@ def from_params(params: Mapping) -> Ensemble:
         return AverageEnsemble(members)
     if method == "rank_vote":
         return RankVoteEnsemble(members)
+    if method == "rank_average":
+        return RankAverageEnsemble(members, params["weights"])
     if method == "ic_weighted":
         return ICWeightedEnsemble(members, params["weights"])
     if method == "stacking":
@@ -299,10 +373,12 @@ def from_params(params: Mapping) -> Ensemble:
     raise ValueError(f"unknown ensemble method {method!r}; choose one of {list(METHODS)}")
 
 
-def manifest_entry(method: str, ic_weighted: ICWeightedEnsemble, stacking: StackingEnsemble | None) -> dict:
+def manifest_entry(served: Ensemble, ic_weighted: ICWeightedEnsemble, stacking: StackingEnsemble | None) -> dict:
     """The model-set manifest's ``ensemble`` object: the method to serve,
-    the IC weights and the stacking coefficients (all plain data)."""
-    entry = {"method": method, "weights": dict(ic_weighted.weights)}
+    its member weights (the selection of ``rank_average``, else the IC
+    weights) and the stacking coefficients (all plain data)."""
+    weights = served.weights if isinstance(served, RankAverageEnsemble) else ic_weighted.weights
+    entry = {"method": served.method, "weights": dict(weights)}
     if stacking is not None:
         entry["stacking"] = {"intercept": stacking.intercept, "coefficients": dict(stacking.coefficients)}
     return entry
@@ -313,6 +389,8 @@ def from_manifest(entry: Mapping, members: Sequence[str]) -> Ensemble:
     method = entry["method"]
     if method == "ic_weighted":
         return ICWeightedEnsemble(members, entry["weights"])
+    if method == "rank_average":
+        return RankAverageEnsemble(members, entry["weights"])
     if method == "stacking":
         stacking = entry["stacking"]
         return StackingEnsemble(members, stacking["intercept"], stacking["coefficients"])

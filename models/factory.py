@@ -10,17 +10,18 @@ from pathlib import Path
 
 from models.base import Member, ModelError
 from models.deep import LSTMPredictor, TemporalFusionTransformer
-from models.lightgbm_ranker import LightGBMRanker
-from models.xgboost_ranker import XGBoostRanker
+from models.lightgbm_member import LightGBMMember
+from models.ridge_member import RidgeMember
+from models.xgboost_member import XGBoostMember
 from signalml.config import Settings
 
 MEMBER_CLASSES: dict[str, type[Member]] = {
-    cls.kind: cls for cls in (LightGBMRanker, XGBoostRanker, LSTMPredictor, TemporalFusionTransformer)
+    cls.kind: cls for cls in (LightGBMMember, XGBoostMember, RidgeMember, LSTMPredictor, TemporalFusionTransformer)
 }
 
 
 def build_members(settings: Settings, n_features: int, feature_names: list[str]) -> list[Member]:
-    """The enabled members, unfitted, in the order lightgbm, xgboost, lstm, tft."""
+    """The enabled members, unfitted, in the order lightgbm, xgboost, ridge, lstm, tft."""
     if len(feature_names) != n_features:
         raise ModelError(f"{len(feature_names)} feature names for {n_features} features")
     models, seed = settings.models, settings.training.seed
@@ -29,16 +30,21 @@ def build_members(settings: Settings, n_features: int, feature_names: list[str])
     if models.lightgbm.enabled:
         s = models.lightgbm
         members.append(
-            LightGBMRanker(
+            LightGBMMember(
                 n_features,
                 feature_names=names,
+                objective=s.objective,
                 n_estimators=s.n_estimators,
                 learning_rate=s.learning_rate,
                 num_leaves=s.num_leaves,
                 min_child_samples=s.min_child_samples,
                 subsample=s.subsample,
                 colsample_bytree=s.colsample_bytree,
+                reg_lambda=s.reg_lambda,
+                max_bin=s.max_bin,
+                min_trees=s.min_trees,
                 relevance_grades=s.relevance_grades,
+                early_stopping_metric=s.early_stopping_metric,
                 early_stopping_rounds=s.early_stopping_rounds,
                 seed=seed,
             )
@@ -46,19 +52,27 @@ def build_members(settings: Settings, n_features: int, feature_names: list[str])
     if models.xgboost.enabled:
         s = models.xgboost
         members.append(
-            XGBoostRanker(
+            XGBoostMember(
                 n_features,
                 feature_names=names,
+                objective=s.objective,
                 n_estimators=s.n_estimators,
                 learning_rate=s.learning_rate,
                 max_depth=s.max_depth,
+                min_child_weight=s.min_child_weight,
                 subsample=s.subsample,
                 colsample_bytree=s.colsample_bytree,
+                reg_lambda=s.reg_lambda,
+                max_bin=s.max_bin,
+                min_trees=s.min_trees,
+                early_stopping_metric=s.early_stopping_metric,
                 early_stopping_rounds=s.early_stopping_rounds,
                 relevance_grades=models.lightgbm.relevance_grades,  # one grading for both rankers
                 seed=seed,
             )
         )
+    if models.ridge.enabled:
+        members.append(RidgeMember(n_features, feature_names=names, alphas=models.ridge.alphas, seed=seed))
     if models.lstm.enabled:
         s = models.lstm
         members.append(
@@ -93,6 +107,9 @@ def _deep_training(s, seed: int) -> dict:
         "batch_size": s.batch_size,
         "learning_rate": s.learning_rate,
         "patience": s.patience,
+        "samples_per_epoch": getattr(s, "samples_per_epoch", None),
+        # early stopping reads every validation date: a year of them by default
+        "max_valid_samples": None,
         "seed": seed,
     }
 

@@ -127,7 +127,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from training import bench_train
 
         result = bench_train(settings, args.bars or str(settings.path(settings.paths.data)),
-                             args.out or str(settings.path("artifacts/bench-train")), progress=not args.json)
+                             args.out or str(settings.path("artifacts/bench-train")), progress=not args.json,
+                             naive=args.naive)
     elif args.target == "e2e":
         from stream.bench_e2e import run
 
@@ -200,7 +201,8 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"retrain": decision}, indent=2, default=str))
         return 0
     every = settings.retrain.schedule_s if args.every is None else args.every
-    loop.watch(every_s=every or None, idle_exit_s=args.idle_exit)
+    decisions = loop.watch(every_s=every or None, idle_exit_s=args.idle_exit, max_retrains=args.max_retrains)
+    print(json.dumps({"retrains": decisions}, indent=2, default=str))
     return 0
 
 
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=None, help="limit the rows used (replay)")
     p.add_argument("--out", help="output folder (train; default artifacts/bench-train)")
     p.add_argument("--quick", action="store_true", help="a short run (api)")
+    p.add_argument("--naive", action="store_true",
+                   help="train: also time the naive loop (datasets rebuilt, members fresh per window)")
     p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("serve", help="run the engine: bars in, signals out")
@@ -297,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--once", action="store_true", help="retrain now, once")
     p.add_argument("--every", type=float, default=None, metavar="S",
                    help="also retrain every S seconds (default retrain.schedule_s; with --watch)")
-    p.add_argument("--bars", help="history from this bars file instead of the bars topic")
+    p.add_argument("--bars", help="history from this bars file alone, instead of the bars store and the bars topic")
     p.add_argument("--idle-exit", type=float, default=None, metavar="S",
                    help="--watch: stop once no drift event arrived for S seconds")
+    p.add_argument("--max-retrains", type=int, default=None, metavar="N", help="--watch: stop after N retrains")
     p.set_defaults(handler=cmd_retrain)
 
     p = sub.add_parser("demo", help="everything on the bundled data, one command: train, publish, serve, replay, watch")

@@ -115,36 +115,67 @@ class FeatureSettings(Section):
 
 class LightGBMSettings(Section):
     enabled: bool = True
-    n_estimators: int = Field(300, ge=1)
+    # regression: L2 on the per-date normal-scored label (every name counts);
+    # lambdarank: LambdaRank over the whole cross-section with linear gains.
+    objective: Literal["regression", "lambdarank"] = "regression"
+    n_estimators: int = Field(500, ge=1)
     learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(200, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(2000, ge=1)
+    subsample: float = Field(0.7, gt=0, le=1)
+    colsample_bytree: float = Field(0.5, gt=0, le=1)
+    reg_lambda: float = Field(10.0, ge=0, description="L2 penalty on leaf values")
+    max_bin: int = Field(63, ge=2, description="histogram bins per feature")
+    min_trees: int = Field(20, ge=1, description="fewest trees kept, even if validation prefers fewer")
     relevance_grades: int = Field(5, ge=2, le=31)
-    early_stopping_rounds: int = Field(30, ge=1)
+    early_stopping_metric: Literal["rank_ic", "loss"] = "rank_ic"
+    early_stopping_rounds: int = Field(100, ge=1)
 
 
 class XGBoostSettings(Section):
     enabled: bool = True
-    n_estimators: int = Field(300, ge=1)
+    # regression: squared error on the per-date normal-scored label;
+    # rank_pairwise: pairwise ranking, pairs drawn over the whole cross-section.
+    objective: Literal["regression", "rank_pairwise"] = "regression"
+    n_estimators: int = Field(500, ge=1)
     learning_rate: float = Field(0.05, gt=0, le=1)
-    max_depth: int = Field(6, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    early_stopping_rounds: int = Field(30, ge=1)
+    max_depth: int = Field(4, ge=1)
+    min_child_weight: float = Field(2000.0, ge=0, description="least hessian (rows, for squared error) per leaf")
+    subsample: float = Field(0.7, gt=0, le=1)
+    colsample_bytree: float = Field(0.5, gt=0, le=1)
+    reg_lambda: float = Field(10.0, ge=0)
+    max_bin: int = Field(63, ge=2, description="histogram bins per feature")
+    min_trees: int = Field(20, ge=1)
+    early_stopping_metric: Literal["rank_ic", "loss"] = "rank_ic"
+    early_stopping_rounds: int = Field(100, ge=1)
+
+
+class RidgeSettings(Section):
+    enabled: bool = True
+    # Penalties tried, per row of the fit set; the one with the best
+    # validation rank IC is kept (every window picks its own).
+    alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas_positive(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(a <= 0 for a in v):
+            raise ValueError(f"alphas must be a non-empty list of positive penalties, got {list(v)}")
+        return tuple(v)
 
 
 class LSTMSettings(Section):
     enabled: bool = True
-    hidden_size: int = Field(64, ge=1)
-    num_layers: int = Field(2, ge=1)
+    hidden_size: int = Field(32, ge=1)
+    num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     sequence_length: int = Field(20, ge=1)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     patience: int = Field(3, ge=1)
+    # null: every epoch is a full pass over the training rows
+    samples_per_epoch: int | None = Field(None, ge=1)
 
 
 class TFTSettings(Section):
@@ -162,6 +193,7 @@ class TFTSettings(Section):
 class ModelSettings(Section):
     lightgbm: LightGBMSettings = LightGBMSettings()
     xgboost: XGBoostSettings = XGBoostSettings()
+    ridge: RidgeSettings = RidgeSettings()
     lstm: LSTMSettings = LSTMSettings()
     tft: TFTSettings = TFTSettings()
 
@@ -171,23 +203,61 @@ class ModelSettings(Section):
 
 class TrainingSettings(Section):
     label_horizon_bars: int = Field(5, ge=1)
+    # The label is the return from the close of bar t + lag to the close of
+    # t + lag + h: a signal computed at the close of t can trade at t + 1.
+    label_entry_lag_bars: int = Field(1, ge=0)
+    # What a member fits, per date: the return less the cross-sectional mean
+    # (market), normal-scored ("normal_score") or ranked onto [-0.5, 0.5].
+    label_transform: Literal["normal_score", "rank"] = "normal_score"
     horizons: tuple[int, ...] = (1, 5, 20)
-    window: Literal["sliding", "expanding"] = "sliding"
-    train_period: int = Field(504, ge=20, description="bars in each training window")
+    window: Literal["sliding", "expanding"] = "expanding"
+    train_period: int = Field(504, ge=20, description="bars in the first (expanding) or every (sliding) training window")
     test_period: int = Field(63, ge=1, description="bars in each test window")
     retrain_frequency: int = Field(63, ge=1, description="bars between two retrains")
-    gap_period: int = Field(5, ge=0, description="bars between train end and test start")
-    embargo_bars: int = Field(5, ge=0)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    gap_period: int | None = Field(
+        None, ge=0, description="bars between train end and test start; null: the label's span (lag + horizon)"
+    )
+    embargo_bars: int | None = Field(None, ge=0, description="purged k-fold embargo; null: the label's span")
+    validation_bars: int = Field(252, ge=5, description="tail of each training window, for early stopping")
     cv_folds: int = Field(5, ge=2)
     seed: int = 42
     hyperopt_budget_s: float = Field(0.0, ge=0)
+    trading_cost_bps: float = Field(
+        5.0, ge=0, description="one-way cost per unit traded, for the report's cost-adjusted spread"
+    )
+
+    @property
+    def label_span_bars(self) -> int:
+        """Bars from a sample's bar to its label's end (the close it reads last)."""
+        return self.label_entry_lag_bars + max(self.horizons)
+
+    @property
+    def target_label_span_bars(self) -> int:
+        return self.label_entry_lag_bars + self.label_horizon_bars
+
+    @property
+    def gap_bars(self) -> int:
+        return self.target_label_span_bars if self.gap_period is None else self.gap_period
+
+    @property
+    def embargo(self) -> int:
+        return self.target_label_span_bars if self.embargo_bars is None else self.embargo_bars
 
     @model_validator(mode="after")
     def _horizon_listed(self) -> "TrainingSettings":
         if self.label_horizon_bars not in self.horizons:
             raise ValueError(
                 f"label_horizon_bars ({self.label_horizon_bars}) must be one of horizons {list(self.horizons)}"
+            )
+        if self.gap_period is not None and self.gap_period < self.target_label_span_bars:
+            raise ValueError(
+                f"gap_period ({self.gap_period}) is shorter than the label's span, label_entry_lag_bars + "
+                f"label_horizon_bars ({self.target_label_span_bars}): training labels would reach into the test window"
+            )
+        if self.validation_bars >= self.train_period:
+            raise ValueError(
+                f"validation_bars ({self.validation_bars}) must be below train_period ({self.train_period}): "
+                "the fit part before it would be empty"
             )
         return self
 
@@ -196,7 +266,9 @@ class TrainingSettings(Section):
 
 
 class EnsembleSettings(Section):
-    method: Literal["average", "ic_weighted", "stacking", "rank_vote"] = "ic_weighted"
+    # rank_average: equal-weight mean of the per-date ranks of the members
+    # whose accumulated out-of-sample rank IC is positive.
+    method: Literal["rank_average", "average", "ic_weighted", "stacking", "rank_vote"] = "rank_average"
     min_weight: float = Field(0.0, ge=0)
 
 
@@ -287,9 +359,19 @@ class MonitorSettings(Section):
 class RetrainSettings(Section):
     min_severity: Literal["info", "warning", "critical"] = "critical"
     kinds: tuple[str, ...] = ("ic_decay", "score_psi", "feature_psi")
-    history_bars: int = Field(504, ge=60, description="most recent bar times to retrain and evaluate on")
-    evaluation_bars: int = Field(63, ge=5, description="the most recent bar times, held out for candidate vs current")
-    min_improvement: float = Field(0.0, ge=0, description="rank IC the candidate must add over the current set")
+    # Bars before the bars topic's first one (the topic holds days, a
+    # walk-forward needs years); null: the topic alone.
+    history_store: str | None = "data/sp500_daily_2015_2019.parquet"
+    history_bars: int = Field(1260, ge=60, description="most recent bar times to retrain and evaluate on")
+    evaluation_bars: int = Field(
+        252, ge=5, description="the most recent labelled bar times, out of sample for the candidate: the gate reads them"
+    )
+    min_candidate_t: float = Field(1.0, description="overlap-corrected t of the candidate's held-out rank IC, at least")
+    min_improvement: float = Field(0.0, description="paired rank IC difference, candidate − current, at least")
+    min_paired_t: float = Field(0.0, description="t-statistic of that paired difference, at least")
+    min_comparable_bars: int = Field(
+        20, ge=1, description="fewer held-out bar times out of sample for the current set: the candidate is judged alone"
+    )
     cooldown_s: float = Field(3600.0, ge=0, description="drift events this soon after a retrain are skipped")
     schedule_s: float = Field(0.0, ge=0, description="retrain every this many seconds (0: on drift only)")
     consumer_group: str = Field("signalml-retrain", min_length=1)

@@ -105,7 +105,7 @@ class ManifestMember(Struct, frozen=True):
 
     name: str
     version: int
-    kind: Literal["lightgbm", "xgboost", "lstm", "tft"]
+    kind: Literal["lightgbm", "xgboost", "ridge", "lstm", "tft"]
     input: Literal["tabular", "sequence"]
     weight: float = 1.0
 
@@ -135,7 +135,7 @@ class ModelSetManifest(Struct, frozen=True):
     model_set: str
     created_at: EpochMs
     members: list[ManifestMember]
-    ensemble_method: Literal["average", "ic_weighted", "stacking", "rank_vote"]
+    ensemble_method: Literal["average", "ic_weighted", "stacking", "rank_vote", "rank_average"]
     feature_names: list[str]
     feature_schema_hash: str
     horizon_bars: int
@@ -146,6 +146,9 @@ class ModelSetManifest(Struct, frozen=True):
     drift_reference: dict[str, ReferenceBins] = {}
     training_metrics: dict[str, dict[str, float]] = {}
     previous: str | None = None
+    # first_date, last_date (of the rows fit) and last_label_end (the last
+    # close those rows' labels read): where the set is out of sample
+    training_window: dict[str, str] = {}
 
 
 def schema_hash(feature_names: list[str]) -> str:

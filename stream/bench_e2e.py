@@ -69,7 +69,7 @@ DATA = REPO / "data" / "sp500_daily_2015_2019.parquet"
 
 SMALL_MODELS = {
     "lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
-    "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10},
+    "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_weight": 20.0},
     "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
 }
 TOPIC_BASES = (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
@@ -99,8 +99,7 @@ def _world_settings(settings: Settings, tmp: Path, tag: str, warmup_bars: int) -
                    "metrics_port": free_port()},
         "kafka": {"topics": topics},
         "models": SMALL_MODELS,
-        "training": {"train_period": 150, "test_period": 60, "retrain_frequency": 120, "gap_period": 5,
-                     "embargo_bars": 5},
+        "training": {"train_period": 150, "test_period": 60, "retrain_frequency": 120, "validation_bars": 40},
         "serving": {"warmup_bars": warmup_bars, "engine_id": f"bench-{tag}", "consumer_group": f"bench-{tag}",
                     "http_port": free_port(), "barrier_timeout_s": 30.0},
     })

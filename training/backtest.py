@@ -13,6 +13,10 @@ Both return a :class:`Backtest` whose ``predictions`` frame has one row per
 (test date, symbol): ``date``, ``symbol``, ``bar``, ``fold``,
 ``label_end``, ``fwd_ret_<h>``, ``label``, then the scores
 ``model.<name>``, ``ensemble.<method>`` and ``baseline.<name>``.
+
+Both keep the members' test scores as they go
+(:class:`training.oos_history.OutOfSampleHistory`): each window's
+ensembles are fit on the earlier windows' scores whose labels have ended.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pandas as pd
 from signalml.config import Settings
 from training.baseline import baseline_name
 from training.dataset import Dataset, build_dataset
+from training.oos_history import OutOfSampleHistory
 from training.progress import progress_bar
 from training.splits.walk_forward import WalkForwardFold
 from training.window import WindowFit, fit_window, member_input, score_rows
@@ -49,6 +54,7 @@ class FoldResult:
     reports: dict[str, dict]
     importance: dict[str, dict[str, float]]
     seconds: float
+    ensemble_sample: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Backtest:
     seconds: float = 0.0
     dataset_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    history: OutOfSampleHistory = field(default_factory=OutOfSampleHistory)
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -82,6 +89,7 @@ def run_walk_forward(
     started = time.perf_counter()
     results: list[FoldResult] = []
     previous: WindowFit | None = None
+    history = OutOfSampleHistory()
     bar = progress_bar(folds, progress, desc="walk-forward", unit="window")
     for fold in bar:
         members = member_factory(settings, len(dataset.feature_names), list(dataset.feature_names))
@@ -91,11 +99,13 @@ def run_walk_forward(
             fold,
             settings,
             previous=previous.members if (warm_start and previous is not None) else None,
+            history=history,
             on_member=lambda name, fold=fold: _describe(bar, fold, name),
         )
-        results.append(score_fold(dataset, fitted, settings))
+        results.append(score_fold(dataset, fitted, settings, history=history))
         previous = fitted
-    return Backtest([m.name for m in previous.members] if previous else [], results, previous, time.perf_counter() - started)
+    names = [m.name for m in previous.members] if previous else []
+    return Backtest(names, results, previous, time.perf_counter() - started, history=history)
 
 
 def run_naive_walk_forward(
@@ -115,9 +125,10 @@ def run_naive_walk_forward(
     results: list[FoldResult] = []
     dataset_seconds = 0.0
     last: WindowFit | None = None
+    history = OutOfSampleHistory()
     bar = progress_bar(folds, progress, desc="walk-forward (naive)", unit="window")
     bar_dates = pd.to_datetime(bars["date"]) if "date" in bars.columns else pd.to_datetime(bars["ts"], unit="ms")
-    longest = max(settings.training.horizons)
+    longest = settings.training.label_span_bars  # the last close any label of the window reads
     for fold in bar:
         t0 = time.perf_counter()
         last_bar = min(fold.test_stop - 1 + longest, len(dates) - 1)
@@ -125,21 +136,29 @@ def run_naive_walk_forward(
         dataset = build_dataset(window_bars, settings, sequence_length=sequence_length)
         dataset_seconds += time.perf_counter() - t0
         members = member_factory(settings, len(dataset.feature_names), list(dataset.feature_names))
-        last = fit_window(dataset, members, fold, settings, on_member=lambda name, fold=fold: _describe(bar, fold, name))
-        results.append(score_fold(dataset, last, settings))
-    backtest = Backtest([m.name for m in last.members] if last else [], results, last, time.perf_counter() - started)
+        last = fit_window(
+            dataset, members, fold, settings, history=history, on_member=lambda name, fold=fold: _describe(bar, fold, name)
+        )
+        results.append(score_fold(dataset, last, settings, history=history))
+    names = [m.name for m in last.members] if last else []
+    backtest = Backtest(names, results, last, time.perf_counter() - started, history=history)
     backtest.dataset_seconds = dataset_seconds
     return backtest
 
 
-def score_fold(dataset: Dataset, fitted: WindowFit, settings: Settings) -> FoldResult:
+def score_fold(
+    dataset: Dataset, fitted: WindowFit, settings: Settings, *, history: OutOfSampleHistory | None = None
+) -> FoldResult:
     """Test-window predictions of one fitted window, plus SHAP importance
-    of the members that compute it (on up to IMPORTANCE_ROWS test rows)."""
+    of the members that compute it (on up to IMPORTANCE_ROWS test rows);
+    the members' test scores are added to ``history``."""
     t0 = time.perf_counter()
     fold = fitted.fold
     window = dataset.rows_of_dates(fold.test_start, fold.test_stop)
     rows = np.arange(len(dataset))[window]
     scores, combined = score_rows(dataset, fitted, rows, settings)
+    if history is not None:
+        history.add(dataset, fitted.member_names, rows, scores)
     frame = prediction_frame(dataset, rows, fold.index)
     for j, name in enumerate(fitted.member_names):
         frame[f"model.{name}"] = scores[:, j]
@@ -156,7 +175,9 @@ def score_fold(dataset: Dataset, fitted: WindowFit, settings: Settings) -> FoldR
         if values:
             importance[member.name] = {k: float(v) for k, v in values.items()}
     params = {method: ensemble.params() for method, ensemble in fitted.ensembles.items()}
-    return FoldResult(fold, frame, params, fitted.reports, importance, fitted.seconds + time.perf_counter() - t0)
+    return FoldResult(
+        fold, frame, params, fitted.reports, importance, fitted.seconds + time.perf_counter() - t0, fitted.ensemble_sample
+    )
 
 
 def prediction_frame(dataset: Dataset, rows: np.ndarray, fold_index: int) -> pd.DataFrame:

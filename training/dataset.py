@@ -23,7 +23,7 @@ from signalml.errors import DataError
 from stream.bars_file import adjust_prices
 from stream.features import bar_defect_codes, compute_features, feature_names
 from training.baseline import reversal_score
-from training.labels import close_grid, forward_returns, rank_per_group
+from training.labels import close_grid, fit_target, forward_returns
 from training.sequences import gather_sequences, sequence_panel
 
 
@@ -31,10 +31,12 @@ from training.sequences import gather_sequences, sequence_panel
 class Dataset:
     """Rows sorted by (``date_index``, ``symbol``); arrays aligned by row.
 
-    ``returns`` [n, H] are raw forward returns (evaluation); ``labels``
-    [n, H] the same ranked across symbols per date onto [-0.5, 0.5] (what
-    models learn); ``reversal`` [n] is the baseline score −ret over
-    ``label_horizon_bars`` bars ending at t.
+    ``returns`` [n, H] are raw forward returns from the close of
+    t + ``entry_lag_bars`` over each horizon (what every score is evaluated
+    against); ``labels`` [n, H] their per-date market-neutral normal scores
+    or ranks (what members fit: :func:`training.labels.fit_target`);
+    ``reversal`` [n] is the baseline score −ret over ``label_horizon_bars``
+    bars ending at t.
     """
 
     dates: np.ndarray  # datetime64[ns] [D]: the bar clock
@@ -45,6 +47,7 @@ class Dataset:
     feature_names: tuple[str, ...]
     horizons: tuple[int, ...]
     target: int  # column of horizons / returns / labels that models learn
+    entry_lag_bars: int  # a label starts at the close of t + entry_lag_bars
     returns: np.ndarray  # float64 [n, H]
     labels: np.ndarray  # float64 [n, H]
     reversal: np.ndarray  # float64 [n]
@@ -67,12 +70,17 @@ class Dataset:
         return self.horizons[self.target]
 
     @property
+    def label_span_bars(self) -> int:
+        """Bars from a row's bar to the close its target label reads last."""
+        return self.entry_lag_bars + self.horizon_bars
+
+    @property
     def label_end_index(self) -> np.ndarray:
-        """int64 [n]: bar index of each row's (target) label end, t + h."""
-        return self.date_index + self.horizon_bars
+        """int64 [n]: bar index of each row's (target) label end, t + lag + h."""
+        return self.date_index + self.label_span_bars
 
     def label_end_index_of(self, horizon_bars: int) -> np.ndarray:
-        return self.date_index + int(horizon_bars)
+        return self.date_index + self.entry_lag_bars + int(horizon_bars)
 
     @property
     def labelled(self) -> np.ndarray:
@@ -127,7 +135,7 @@ class Dataset:
         """(date, symbol)-indexed view: label end date and forward returns."""
         rows = slice(None) if rows is None else rows
         date_index = self.date_index[rows]
-        end_index = date_index + self.horizon_bars
+        end_index = date_index + self.label_span_bars
         end_dates = np.full(len(end_index), np.datetime64("NaT"), dtype="datetime64[ns]")
         inside = end_index < self.n_dates
         end_dates[inside] = self.dates[end_index[inside]]
@@ -176,8 +184,11 @@ def build_dataset(bars: pd.DataFrame, settings: Settings, *, sequence_length: in
     symbol_index = symbol_index.astype(np.int64)
 
     grid = close_grid(date_index, symbol_index, close, len(dates), len(symbols))
-    returns = np.column_stack([forward_returns(grid, h)[date_index, symbol_index] for h in horizons])
-    labels = np.column_stack([rank_per_group(returns[:, j], date_index) for j in range(len(horizons))])
+    lag = int(training.label_entry_lag_bars)
+    returns = np.column_stack([forward_returns(grid, h, lag)[date_index, symbol_index] for h in horizons])
+    labels = np.column_stack(
+        [fit_target(returns[:, j], date_index, training.label_transform) for j in range(len(horizons))]
+    )
     reversal = reversal_score(grid, training.label_horizon_bars)[date_index, symbol_index]
 
     matrix = np.array(features[list(names)].to_numpy(dtype=np.float32), copy=True)
@@ -197,6 +208,7 @@ def build_dataset(bars: pd.DataFrame, settings: Settings, *, sequence_length: in
         feature_names=names,
         horizons=horizons,
         target=target,
+        entry_lag_bars=lag,
         returns=returns,
         labels=labels,
         reversal=reversal,

@@ -105,8 +105,12 @@ def write_model_set(
         "clip_z": float(settings.features.clip_z),
         "sequence_length": int(sequence_length),
         "horizon_bars": int(dataset.horizon_bars),
+        "label_entry_lag_bars": int(dataset.entry_lag_bars),
         "horizons": [int(h) for h in dataset.horizons],
-        "ensemble": manifest_entry(settings.ensemble.method, final.ensembles["ic_weighted"], final.ensembles["stacking"]),
+        "ensemble": manifest_entry(
+            final.ensembles[settings.ensemble.method], final.ensembles["ic_weighted"], final.ensembles["stacking"]
+        ),
+        "ensemble_sample": final.ensemble_sample,
         "members": member_entries,
         "drift_reference": reference,
         "drift_reference_space": "normalized_features",
@@ -114,6 +118,10 @@ def write_model_set(
         "training_window": {
             "first_date": str(np.datetime_as_string(dataset.dates[final.fold.train_start], unit="D")),
             "last_date": str(np.datetime_as_string(dataset.dates[final.fold.train_stop - 1], unit="D")),
+            # the last close a fit label read: from this bar on the set is out of sample
+            "last_label_end": str(np.datetime_as_string(
+                dataset.dates[min(final.fold.train_stop - 1 + dataset.label_span_bars, dataset.n_dates - 1)], unit="s"
+            )),
         },
         "golden": GOLDEN,
         "golden_rows": int(len(golden)),

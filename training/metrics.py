@@ -31,7 +31,10 @@ import pandas as pd
 
 QUANTILES = 5
 MIN_NAMES = 5
-SUMMARY_KEYS = ("ic", "rank_ic", "icir", "rank_icir", "hit_rate", "top_minus_bottom", "turnover", "n_dates", "rank_ic_t_stat")
+SUMMARY_KEYS = (
+    "ic", "rank_ic", "icir", "rank_icir", "hit_rate", "top_minus_bottom", "turnover", "n_dates", "rank_ic_t_stat",
+    "rank_ic_t_newey_west", "rank_ic_t_nonoverlapping",
+)
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,11 @@ def daily_metrics(
 
 
 def summarize(daily: DailyMetrics, *, overlap_bars: int = 1) -> dict[str, float]:
-    """Summary over dates (see the module docstring). ``rank_ic_t_stat`` is
-    mean rank IC over its standard error for ``overlap_bars``-bar forward
-    returns, which overlap on consecutive dates
-    (:func:`overlap_standard_error`)."""
+    """Summary over dates (see the module docstring). The t-statistics of
+    the mean rank IC allow for ``overlap_bars``-bar forward returns, which
+    overlap on consecutive dates (:func:`t_statistics`)."""
     ic, rank_ic = daily.ic.dropna(), daily.rank_ic.dropna()
-    se = overlap_standard_error(rank_ic.to_numpy(), overlap_bars)
+    t = t_statistics(rank_ic, overlap_bars)
     return {
         "ic": _mean(ic),
         "rank_ic": _mean(rank_ic),
@@ -111,7 +113,57 @@ def summarize(daily: DailyMetrics, *, overlap_bars: int = 1) -> dict[str, float]
         "top_minus_bottom": _mean(daily.top_minus_bottom.dropna()),
         "turnover": _mean(daily.turnover.dropna()),
         "n_dates": int(len(rank_ic)),
-        "rank_ic_t_stat": _mean(rank_ic) / se if se and np.isfinite(se) and se > 0 else float("nan"),
+        "rank_ic_t_stat": t["hansen_hodrick"],
+        "rank_ic_t_newey_west": t["newey_west"],
+        "rank_ic_t_nonoverlapping": t["nonoverlapping"],
+    }
+
+
+def t_statistics(daily: pd.Series, overlap_bars: int) -> dict[str, float]:
+    """t-statistics of the mean of a daily series whose terms overlap by
+    ``overlap_bars`` - 1 bars, three ways:
+
+    * ``hansen_hodrick``: :func:`overlap_standard_error` (the MA(h − 1)
+      structure overlap produces);
+    * ``newey_west``: Bartlett weights up to lag 2h, also robust to a
+      signal that persists longer than its horizon;
+    * ``nonoverlapping``: the plain t of every h-th date (no two terms
+      share a return), averaged over the h possible starting dates.
+    """
+    x = pd.Series(daily).dropna().to_numpy(dtype=np.float64)
+    h = max(int(overlap_bars), 1)
+    mean = float(x.mean()) if len(x) else float("nan")
+
+    def ratio(se: float) -> float:
+        return mean / se if se and np.isfinite(se) and se > 0 else float("nan")
+
+    subsample_t = []
+    for offset in range(min(h, len(x))):
+        sub = x[offset::h]
+        if len(sub) >= 2 and sub.std(ddof=1) > 0:
+            subsample_t.append(sub.mean() / (sub.std(ddof=1) / np.sqrt(len(sub))))
+    return {
+        "hansen_hodrick": ratio(overlap_standard_error(x, h)),
+        "newey_west": ratio(newey_west_standard_error(x, 2 * h)),
+        "nonoverlapping": float(np.mean(subsample_t)) if subsample_t else float("nan"),
+    }
+
+
+def paired_test(a: pd.Series, b: pd.Series, overlap_bars: int) -> dict[str, float]:
+    """Is the mean of daily series ``a`` above ``b`` (both indexed by date)?
+    On the dates both have: the mean difference, its t-statistics
+    (:func:`t_statistics`; a paired test, so the day-to-day noise the two
+    share cancels) and the share of dates ``a`` is ahead."""
+    joined = pd.concat([pd.Series(a, name="a"), pd.Series(b, name="b")], axis=1).dropna()
+    difference = joined["a"] - joined["b"]
+    t = t_statistics(difference, overlap_bars)
+    return {
+        "mean_difference": _mean(difference),
+        "t_stat": t["hansen_hodrick"],
+        "t_newey_west": t["newey_west"],
+        "t_nonoverlapping": t["nonoverlapping"],
+        "share_of_dates_ahead": float((difference > 0).mean()) if len(difference) else float("nan"),
+        "n_dates": int(len(difference)),
     }
 
 

@@ -4,17 +4,18 @@ On a drift event at or above ``retrain.min_severity`` (of a kind in
 ``retrain.kinds``, about the model set in service), or on a schedule, or
 once on demand, :meth:`RetrainLoop.retrain`:
 
-1. takes the last ``retrain.history_bars`` bar times of history (the bars
-   topic, or a bars file) and holds out the last ``evaluation_bars``;
-2. runs the walk-forward job (:func:`training.run.run_training`) on the
-   bars *before* the held-out window, so no label of the candidate's
-   training reaches into it;
-3. scores the held-out window with the candidate (its native models, as
-   exported) and with the current set (through Triton, as it is served),
-   both through their own ensembles, and compares their mean rank IC on
-   exactly the same (bar time, symbol) rows;
-4. publishes the candidate only if its rank IC is positive and beats the
-   current set's by ``min_improvement``; otherwise records why.
+1. takes the last ``retrain.history_bars`` bar times of history: the bars
+   store (``retrain.history_store``) followed by the bars topic
+   (:mod:`training.history`), or a bars file given on the command line;
+2. runs the walk-forward job (:func:`training.run.run_training`) on all of
+   it: its test windows cover the last ``retrain.evaluation_bars`` labelled
+   bar times out of sample, and its final window (every bar) is the
+   candidate model set;
+3. scores those held-out bar times with the set in service (through
+   Triton, as it is served) and compares the two (:mod:`training.promotion`:
+   the candidate's own t-statistic, then a paired test where both are out
+   of sample);
+4. publishes the candidate only if the gate passes; otherwise records why.
 
 Every decision is logged, appended to ``<state_dir>/retrain/decisions.jsonl``
 and counted in Prometheus metrics (``signalml_retrain_*``).
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import uuid
 from pathlib import Path
@@ -35,12 +35,13 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from signalml.config import Settings
-from signalml.contracts import Bar, DriftEvent, decoder
+from signalml.contracts import DriftEvent, decoder
 from signalml.errors import DataError, SignalMLError
 from training.backtest import default_member_factory
 from training.dataset import build_dataset
 from training.export import default_member_loader
-from training.metrics import evaluate
+from training.history import load_history, recent
+from training.promotion import decide, evaluate, holdout_bars
 
 log = logging.getLogger("signalml.retrain")
 
@@ -61,32 +62,6 @@ class RetrainMetrics:
                                   buckets=(10, 30, 60, 120, 300, 600, 1200, 3600), registry=r)
 
 
-def bars_from_topic(settings: Settings) -> pd.DataFrame:
-    """Every bar on the bars topic as the frame :func:`stream.bars_file.read_bars` gives."""
-    from stream.topic_reader import read_topic
-
-    rows = []
-    bar_decoder = decoder(Bar)
-    for message in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.bars.name):
-        try:
-            bar = bar_decoder.decode(message.value())
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            continue  # the engine dead-letters these; they are no history
-        rows.append((bar.symbol, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
-    frame = pd.DataFrame(rows, columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
-    frame = frame.drop_duplicates(["symbol", "ts"], keep="first")
-    frame["date"] = pd.to_datetime(frame["ts"], unit="ms")
-    frame = frame.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
-    frame["row"] = np.arange(len(frame), dtype=np.int64)
-    return frame
-
-
-def recent(bars: pd.DataFrame, bar_times: int) -> pd.DataFrame:
-    """The last ``bar_times`` bar times of ``bars``."""
-    times = np.unique(bars["ts"].to_numpy())
-    return bars[bars["ts"] >= times[-bar_times]].reset_index(drop=True) if len(times) > bar_times else bars
-
-
 class RetrainLoop:
     def __init__(self, settings: Settings, *, bars_path: str | None = None, registry: CollectorRegistry | None = None,
                  member_factory=default_member_factory, member_loader=default_member_loader):
@@ -101,17 +76,19 @@ class RetrainLoop:
     # ---------------------------------------------------------------- one retrain
 
     def history(self) -> pd.DataFrame:
-        if self.bars_path:
-            from stream.bars_file import read_bars
-
-            bars = read_bars(self.bars_path)
-        else:
-            bars = bars_from_topic(self.settings)
-        bars = recent(bars, self.cfg.history_bars)
-        n_times = bars["ts"].nunique()
-        if n_times <= self.cfg.evaluation_bars:
-            raise DataError(f"retrain: {n_times} bar times of history; retrain.evaluation_bars "
-                            f"({self.cfg.evaluation_bars}) leaves none to train on")
+        """The last ``retrain.history_bars`` bar times; DataError when they
+        cannot hold the walk-forward's first window and the held-out bars."""
+        bars = recent(load_history(self.settings, self.bars_path), self.cfg.history_bars)
+        training = self.settings.training
+        needed = training.train_period + training.gap_bars + self.cfg.evaluation_bars + training.target_label_span_bars
+        n_times = int(bars["ts"].nunique()) if len(bars) else 0
+        if n_times < needed:
+            raise DataError(
+                f"retrain: {n_times} bar times of history; the walk-forward needs training.train_period "
+                f"({training.train_period}) + the gap ({training.gap_bars}) before retrain.evaluation_bars "
+                f"({self.cfg.evaluation_bars}) held-out bar times and their labels ({training.target_label_span_bars}): "
+                f"{needed}. Point retrain.history_store at older bars or lower those settings"
+            )
         return bars
 
     def retrain(self, reason: str, trigger: DriftEvent | None = None) -> dict:
@@ -125,25 +102,23 @@ class RetrainLoop:
                           "trigger": msgspec.to_builtins(trigger) if trigger else None}
         try:
             bars = self.history()
-            times = np.unique(bars["ts"].to_numpy())
-            holdout_start = int(times[-self.cfg.evaluation_bars])
-            train_bars = bars[bars["ts"] < holdout_start].reset_index(drop=True)
+            decision["history"] = {"bar_times": int(bars["ts"].nunique()), "rows": int(len(bars)),
+                                   "first": str(bars["date"].iloc[0]), "last": str(bars["date"].iloc[-1])}
             out_dir = self.settings.path(self.cfg.out_dir) / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-            log.info("retrain (%s): training on %d bar times before %d, holding out %d", reason,
-                     len(times) - self.cfg.evaluation_bars, holdout_start, self.cfg.evaluation_bars)
-            run_training(self.settings, self.bars_path or "<bars topic>", out_dir, progress=False, bars=train_bars,
+            log.info("retrain (%s): walk-forward on %d bar times, judged on the last %d", reason,
+                     decision["history"]["bar_times"], self.cfg.evaluation_bars)
+            run_training(self.settings, self.bars_path or "<bars store and topic>", out_dir, progress=False, bars=bars,
                          member_factory=self.member_factory, member_loader=self.member_loader)
             decision["candidate_dir"] = str(out_dir)
             current = current_manifest(self.settings)
             decision["current"] = current.model_set if current else None
-            candidate_ic, current_ic, rows = self.evaluate(bars, holdout_start, out_dir, current)
-            decision.update(candidate_rank_ic=candidate_ic, current_rank_ic=current_ic, evaluation_rows=rows,
-                            evaluation_bars=self.cfg.evaluation_bars)
-            refusal = self.gate(candidate_ic, current_ic)
+            evaluation = self.evaluate(bars, out_dir, current)
+            decision.update(evaluation.as_record())
+            refusal = decide(evaluation, self.cfg)
             if refusal is None:
                 manifest = publish(self.settings, out_dir)
                 decision.update(outcome="published", published=manifest.model_set)
-                self.metrics.rank_ic.labels(manifest.model_set).set(candidate_ic)
+                self.metrics.rank_ic.labels(manifest.model_set).set(evaluation.candidate["rank_ic"])
             else:
                 decision.update(outcome="refused", refusal=refusal)
         except SignalMLError as exc:
@@ -155,68 +130,63 @@ class RetrainLoop:
         self._record(decision)
         return decision
 
-    def gate(self, candidate_ic: float, current_ic: float | None) -> str | None:
-        """None to publish, else the reason not to."""
-        if not math.isfinite(candidate_ic):
-            return "the candidate has no rank IC on the held-out window"
-        if candidate_ic <= 0:
-            return f"the candidate's held-out rank IC {candidate_ic:.4f} is not positive"
-        if current_ic is not None and math.isfinite(current_ic) and candidate_ic < current_ic + self.cfg.min_improvement:
-            return (f"the candidate's held-out rank IC {candidate_ic:.4f} does not beat the current set's "
-                    f"{current_ic:.4f} by retrain.min_improvement {self.cfg.min_improvement}")
-        return None
-
-    def evaluate(self, bars: pd.DataFrame, holdout_start: int, candidate_dir: Path, current) -> tuple[float, float | None, int]:
-        """Mean held-out rank IC of the candidate and of the current set, on
-        the same rows (features warmed up on the history before them)."""
-        from models.ensemble import from_manifest
+    def evaluate(self, bars: pd.DataFrame, candidate_dir: Path, current):
+        """The candidate's out-of-sample scores of the held-out bar times
+        (its walk-forward's test predictions) and, on the same rows, the set
+        in service's as Triton serves them (:mod:`training.promotion`)."""
         from training.run import longest_sequence
 
-        spec_dir = Path(candidate_dir) / "model_set"
-        spec = json.loads((spec_dir / "model_set.json").read_text())
-        length = max([longest_sequence(self.settings), int(spec.get("sequence_length") or 0),
-                      current.sequence_length if current else 0])
-        dataset = build_dataset(bars, self.settings, sequence_length=length)
-        ts_of_date = dict(zip(bars["date"], bars["ts"]))
-        row_ts = np.array([ts_of_date[d] for d in dataset.dates[dataset.date_index]], dtype=np.int64)
-        forward = dataset.returns[:, dataset.target]
-        rows = np.flatnonzero((row_ts >= holdout_start) & np.isfinite(forward))
-        groups = row_ts[rows]
-
-        members = spec["members"]
-        native = {}
-        for member in members:
-            prefix = member["name"] + "/"
-            files = {role: path[len(prefix):] if path.startswith(prefix) else path
-                     for role, path in member["files"].items()}
-            model = self.member_loader(member["kind"], spec_dir / member["name"], files)
-            x = dataset.sequences(rows, int(member.get("sequence_length", length))) if member["input"] == "sequence" \
-                else dataset.features[rows]
-            native[member["name"]] = np.asarray(model.predict(x), dtype=np.float64)
-        ensemble = from_manifest(spec["ensemble"], [m["name"] for m in members])
-        candidate_score = ensemble.combine(np.column_stack([native[m] for m in ensemble.members]), groups=groups)
-        candidate_ic = evaluate(candidate_score, forward[rows], groups, overlap_bars=dataset.horizon_bars)["rank_ic"]
-
-        current_ic = None
+        predictions = pd.concat([pd.read_parquet(p) for p in sorted((Path(candidate_dir) / "predictions").glob("*.parquet"))],
+                                ignore_index=True)
+        predictions = predictions.sort_values(["bar", "fold"]).drop_duplicates(["bar", "symbol"], keep="last")
+        h = self.settings.training.label_horizon_bars
+        forward_column = f"fwd_ret_{h}"
+        held_out = holdout_bars(predictions["bar"].to_numpy(), np.isfinite(predictions[forward_column].to_numpy()),
+                                self.cfg.evaluation_bars)
+        rows = predictions[predictions["bar"].isin(held_out) & predictions[forward_column].notna()]
+        rows = rows.sort_values(["bar", "symbol"]).reset_index(drop=True)
+        groups = rows["bar"].to_numpy()
+        forward = rows[forward_column].to_numpy()
+        candidate = rows[f"ensemble.{self.settings.ensemble.method}"].to_numpy()
+        if len(np.unique(groups)) < self.cfg.evaluation_bars:
+            raise DataError(f"retrain: the walk-forward's test windows cover {len(np.unique(groups))} of the "
+                            f"{self.cfg.evaluation_bars} held-out bar times; lengthen retrain.history_bars")
+        current_score = comparable = None
         if current is not None:
-            from stream.inference.sync import SyncInferenceClient
-            from stream.model_set import ModelSet
+            length = max(longest_sequence(self.settings), current.sequence_length)
+            dataset = build_dataset(bars, self.settings, sequence_length=length)
+            lookup = pd.MultiIndex.from_arrays([dataset.date_index, dataset.symbols[dataset.symbol_index]])
+            dataset_rows = lookup.get_indexer(pd.MultiIndex.from_arrays([groups, rows["symbol"].to_numpy()]))
+            if (dataset_rows < 0).any():
+                raise DataError("retrain: held-out rows missing from the rebuilt dataset")
+            current_score = self._served_scores(dataset, dataset_rows, groups, current)
+            last_seen = (current.training_window or {}).get("last_label_end")
+            comparable = rows["date"].to_numpy() >= np.datetime64(pd.Timestamp(last_seen)) if last_seen \
+                else np.ones(len(rows), dtype=bool)
+        evaluation = evaluate(candidate, forward, groups, horizon_bars=h, evaluation_bars=self.cfg.evaluation_bars,
+                              current_score=current_score, comparable=comparable)
+        log.info("held-out rank IC over %d bar times: candidate %.4f (t %.2f); current %s", len(held_out),
+                 evaluation.candidate["rank_ic"], evaluation.candidate["rank_ic_t_stat"],
+                 "none" if evaluation.current is None else
+                 f"{evaluation.current['rank_ic']:.4f} on {evaluation.comparable_bars} comparable bar times")
+        return evaluation
 
-            model_set = ModelSet.of(current, list(dataset.feature_names))
-            served: dict[str, list[np.ndarray]] = {}
-            with SyncInferenceClient.from_settings(self.settings, timeout_s=60.0) as client:
-                for start in range(0, len(rows), SCORE_CHUNK_ROWS):
-                    chunk = rows[start:start + SCORE_CHUNK_ROWS]
-                    sequences = dataset.sequences(chunk, current.sequence_length).astype(np.float32) \
-                        if model_set.needs_sequences else None
-                    for name, values in client.score(current, dataset.features[chunk].astype(np.float32), sequences).items():
-                        served.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
-            matrix = np.column_stack([np.concatenate(served[m]) for m in model_set.ensemble.members])
-            current_score = model_set.ensemble.combine(matrix, groups=groups)
-            current_ic = evaluate(current_score, forward[rows], groups, overlap_bars=dataset.horizon_bars)["rank_ic"]
-        log.info("held-out rank IC over %d rows: candidate %.4f, current %s", len(rows), candidate_ic,
-                 "none" if current_ic is None else f"{current_ic:.4f}")
-        return float(candidate_ic), (None if current_ic is None else float(current_ic)), int(len(rows))
+    def _served_scores(self, dataset, rows: np.ndarray, groups: np.ndarray, current) -> np.ndarray:
+        """The set in service's ensemble score of ``rows``, through Triton."""
+        from stream.inference.sync import SyncInferenceClient
+        from stream.model_set import ModelSet
+
+        model_set = ModelSet.of(current, list(dataset.feature_names))
+        served: dict[str, list[np.ndarray]] = {}
+        with SyncInferenceClient.from_settings(self.settings, timeout_s=60.0) as client:
+            for start in range(0, len(rows), SCORE_CHUNK_ROWS):
+                chunk = rows[start:start + SCORE_CHUNK_ROWS]
+                sequences = dataset.sequences(chunk, current.sequence_length).astype(np.float32) \
+                    if model_set.needs_sequences else None
+                for name, values in client.score(current, dataset.features[chunk].astype(np.float32), sequences).items():
+                    served.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
+        matrix = np.column_stack([np.concatenate(served[m]) for m in model_set.ensemble.members])
+        return model_set.ensemble.combine(matrix, groups=groups)
 
     def _record(self, decision: dict) -> None:
         self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +237,7 @@ class RetrainLoop:
                     break
                 if every_s and time.monotonic() - last_scheduled >= every_s:
                     last_scheduled = time.monotonic()
-                    decisions.append(self.retrain(reason=f"schedule (every {every_s:.0f} s)"))
+                    decisions.append(self.retrain(reason=f"schedule (every {every_s:g} s)"))
                 message = consumer.poll(0.5)
                 if message is None:
                     if idle_exit_s is not None and time.monotonic() - last_event_at > idle_exit_s:

@@ -7,10 +7,13 @@ final window (the most recent ``train_period`` labelled bars: the model set
 that ``signalml publish`` serves) and writes into ``out_dir``:
 
 * ``metrics.json``: out-of-sample metrics over all test windows of every
-  model, ensemble and the baseline, per fold, importance, timings;
+  model, ensemble and the baseline (at every horizon, with overlap-
+  corrected t-statistics), paired tests of the default ensemble, quantile
+  returns, the cost-adjusted long-short spread, per fold, importance,
+  timings;
 * ``predictions/fold_NNN.parquet``: each fold's test predictions;
-* ``report.html`` with ``ic_per_period.png``, ``cumulative_spread.png``,
-  ``feature_importance.png``;
+* ``report.html``: one self-contained page, its plots embedded (the PNGs
+  are written beside it too);
 * ``model_set/``: see :mod:`training.export`.
 """
 
@@ -28,7 +31,7 @@ from signalml.errors import ConfigError, DataError
 from stream.bars_file import read_bars
 from training.backtest import Backtest, MemberFactory, default_member_factory, run_walk_forward
 from training.dataset import Dataset, build_dataset
-from training.evaluation import evaluate_by_fold, evaluate_predictions, mean_importance
+from training.evaluation import evaluate_backtest, evaluate_by_fold, evaluate_predictions, mean_importance
 from training.export import default_member_loader, golden_rows, verify_model_set, write_model_set
 from training.hyperopt import tune
 from training.jsonio import write_json
@@ -36,7 +39,10 @@ from training.report import write_report
 from training.splits.walk_forward import WalkForward, WalkForwardFold
 from training.window import fit_window
 
-SUMMARY_KEYS = ("ic", "rank_ic", "icir", "rank_icir", "hit_rate", "top_minus_bottom", "turnover", "rank_ic_t_stat")
+SUMMARY_KEYS = (
+    "ic", "rank_ic", "icir", "rank_icir", "hit_rate", "top_minus_bottom", "turnover", "rank_ic_t_stat",
+    "rank_ic_t_newey_west", "rank_ic_t_nonoverlapping",
+)
 
 
 def run_training(
@@ -83,12 +89,15 @@ def run_training(
     t0 = time.perf_counter()
     final_window = plan.final_window(n_labelled_bars(dataset))
     members = member_factory(settings, len(dataset.feature_names), list(dataset.feature_names))
-    final = fit_window(dataset, members, final_window, settings, previous=backtest.last_fit.members)
+    final = fit_window(
+        dataset, members, final_window, settings, previous=backtest.last_fit.members, history=backtest.history
+    )
     timing["final_window_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     predictions = backtest.predictions
     metrics = build_metrics(dataset, settings, backtest, predictions, folds, final_window)
+    series = metrics.pop("_long_short_series")
     metrics["hyperopt"] = hyperopt_report
     write_predictions(out_dir / "predictions", backtest)
     last = folds[-1]
@@ -112,7 +121,7 @@ def run_training(
     timing["total_s"] = time.perf_counter() - started
     metrics["timing"] = timing
     metrics["summary"] = summary_line(metrics)
-    write_report(out_dir, metrics, predictions, dataset.horizon_bars)
+    write_report(out_dir, metrics, predictions, dataset.horizon_bars, long_short_series=series, dates=dataset.dates)
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -143,8 +152,8 @@ def plan_folds(plan: WalkForward, dataset: Dataset) -> list[WalkForwardFold]:
     folds = plan.folds(n_labelled_bars(dataset))
     if not folds:
         raise ConfigError(
-            f"training.train_period ({plan.train_period}) + training.gap_period ({plan.gap_period}) bars leave no "
-            f"test window in {n_labelled_bars(dataset)} labelled bars; shorten the training window"
+            f"training.train_period ({plan.train_period}) + the gap ({plan.gap_period} bars, training.gap_period) leave no "
+            f"test window in {n_labelled_bars(dataset)} labelled bars; shorten training.train_period or supply more history"
         )
     return folds
 
@@ -152,15 +161,29 @@ def plan_folds(plan: WalkForward, dataset: Dataset) -> list[WalkForwardFold]:
 def build_metrics(dataset, settings, backtest: Backtest, predictions, folds, final_window) -> dict:
     h = dataset.horizon_bars
     overall = evaluate_predictions(predictions, h)
+    research = evaluate_backtest(
+        predictions,
+        target_horizon=h,
+        default_ensemble=settings.ensemble.method,
+        cost_bps=settings.training.trading_cost_bps,
+    )
     per_fold = evaluate_by_fold(predictions, h, dataset.dates)
     for entry, result in zip(per_fold, backtest.folds):
         entry["fit_reports"] = result.reports
         entry["ensemble_params"] = result.ensemble_params
+        entry["ensemble_sample"] = result.ensemble_sample
         entry["seconds"] = result.seconds
     return {
         **overall,
+        **research,
         "default_ensemble": settings.ensemble.method,
         "horizon_bars": h,
+        "label": {
+            "horizon_bars": h,
+            "entry_lag_bars": dataset.entry_lag_bars,
+            "transform": settings.training.label_transform,
+            "evaluated_against": f"raw return from the close of t + {dataset.entry_lag_bars} over each horizon",
+        },
         "folds": per_fold,
         "windows": [f.as_dict() for f in folds],
         "final_window": final_window.as_dict(),
@@ -210,7 +233,8 @@ def summary_line(metrics: dict) -> str:
     default = metrics["default_ensemble"]
     d = metrics.get("ensembles", {}).get(default, {})
     return (
-        f"{len(metrics['folds'])} test windows. Out-of-sample rank IC: default ensemble {default} "
-        f"{d.get('rank_ic', float('nan')):.4f} (ICIR {d.get('rank_icir', float('nan')):.3f}); best ensemble {ens[1]} {ens[0]:.4f}; "
+        f"{len(metrics['folds'])} test windows, {metrics['horizon_bars']}-bar label entered at the next close. "
+        f"Out-of-sample rank IC: default ensemble {default} {d.get('rank_ic', float('nan')):.4f} "
+        f"(t {d.get('rank_ic_t_stat', float('nan')):.2f}, overlap-corrected); best ensemble {ens[1]} {ens[0]:.4f}; "
         f"best model {model[1]} {model[0]:.4f}; baseline {base[1]} {base[0]:.4f}."
     )

@@ -1,13 +1,17 @@
 """Fit every member and every ensemble on one walk-forward training window.
 
 A training window [train_start, train_stop) is cut in two by bar time: the
-fit part and, at its end, the validation tail (``validation_fraction`` of
-the window). Fit rows whose label ends in the validation tail are purged,
-and every label column (all horizons, not only the target) is blanked where
-it would end at or after the next boundary, so no member learns anything
-that reads a close it must not know. The validation rows are out-of-fold
-for every member: members early-stop on them, and ensembles fit on the
-members' scores there (IC weights, the stacking meta-model), never on test.
+fit part and, at its end, the validation tail (its last
+``training.validation_bars`` bars). Fit rows whose label ends in the
+validation tail are purged, and every label column (all horizons, not only
+the target) is blanked where it would end at or after the next boundary,
+so no member learns anything that reads a close it must not know. The
+validation rows are out-of-fold for every member: members early-stop on
+them. Ensembles (the selection of ``rank_average``, IC weights, the
+stacking meta-model) are fit on out-of-sample scores only: earlier test
+windows' scores whose labels ended before this window's test, and this
+window's validation scores for the bar times those do not cover
+(:mod:`training.oos_history`); never on this window's test.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from models.ensemble import METHODS, Ensemble, fit_ensemble
 from signalml.config import Settings
 from training.dataset import Dataset
+from training.oos_history import OutOfSampleHistory
 from training.splits.walk_forward import WalkForwardFold
 
 DEFAULT_SEQUENCE_LENGTH = 20
@@ -35,6 +40,7 @@ class WindowFit:
     valid_rows: np.ndarray
     valid_scores: np.ndarray  # [n_valid, M]
     ensembles: dict[str, Ensemble]
+    ensemble_sample: dict = field(default_factory=dict)  # what the ensembles were fit on
     reports: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -64,19 +70,20 @@ def member_input(dataset: Dataset, member, rows, *, label_cutoff_bar: int | None
         data = dataset.tabular(rows)
     if label_cutoff_bar is None:
         return data
-    y = blank_labels_after(data.y, data.groups, dataset.horizons, label_cutoff_bar)
+    y = blank_labels_after(data.y, data.groups, dataset.horizons, label_cutoff_bar, entry_lag_bars=dataset.entry_lag_bars)
     return type(data)(**{**{f: getattr(data, f) for f in data.__dataclass_fields__}, "y": y})
 
 
-def blank_labels_after(y: np.ndarray, bar_index: np.ndarray, horizons, cutoff_bar: int) -> np.ndarray:
-    """Copy of ``y`` [n, H] with NaN where bar + horizon >= ``cutoff_bar``."""
-    ends = np.asarray(bar_index)[:, None] + np.asarray(horizons)[None, :]
+def blank_labels_after(y: np.ndarray, bar_index: np.ndarray, horizons, cutoff_bar: int, *, entry_lag_bars: int) -> np.ndarray:
+    """Copy of ``y`` [n, H] with NaN where the label's end, bar + entry lag
+    + horizon, is at or after ``cutoff_bar``."""
+    ends = np.asarray(bar_index)[:, None] + int(entry_lag_bars) + np.asarray(horizons)[None, :]
     return np.where(ends < cutoff_bar, y, np.nan)
 
 
-def window_rows(dataset: Dataset, fold: WalkForwardFold, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def window_rows(dataset: Dataset, fold: WalkForwardFold, validation_bars: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit, valid) labelled rows of a fold's training window, purged."""
-    valid_start = fold.validation_start(validation_fraction)
+    valid_start = fold.validation_start(validation_bars)
     labelled = dataset.labelled
     ends = dataset.label_end_index
     rows = np.arange(*dataset.rows_of_dates(fold.train_start, fold.train_stop).indices(len(dataset)))
@@ -94,19 +101,22 @@ def fit_window(
     settings: Settings,
     *,
     previous: list | None = None,
+    history: OutOfSampleHistory | None = None,
     on_member=None,
 ) -> WindowFit:
     """Fit ``members`` (fresh instances) on ``fold``'s training window;
-    warm-start each from the same-named member of ``previous`` if given."""
+    warm-start each from the same-named member of ``previous`` if given;
+    fit the ensembles on ``history`` (earlier test windows' scores) and
+    this window's validation scores."""
     started = time.perf_counter()
     training = settings.training
-    fit_rows, valid_rows = window_rows(dataset, fold, training.validation_fraction)
+    fit_rows, valid_rows = window_rows(dataset, fold, training.validation_bars)
     if len(fit_rows) == 0 or len(valid_rows) == 0:
         raise ValueError(
             f"fold {fold.index}: empty fit ({len(fit_rows)} rows) or validation ({len(valid_rows)} rows) set; "
-            "lengthen training.train_period or change training.validation_fraction"
+            "lengthen training.train_period or shorten training.validation_bars"
         )
-    valid_start = fold.validation_start(training.validation_fraction)
+    valid_start = fold.validation_start(training.validation_bars)
     by_name = {m.name: m for m in previous or []}
     reports: dict[str, dict] = {}
     valid_scores = np.empty((len(valid_rows), len(members)))
@@ -122,13 +132,17 @@ def fit_window(
         reports[member.name] = {**report, "fit_s": time.perf_counter() - t0}
         valid_scores[:, j] = member.predict(valid_data)
     names = [m.name for m in members]
-    valid_labels = dataset.labels[valid_rows, dataset.target]
-    valid_groups = dataset.date_index[valid_rows]
+    sample = (history or OutOfSampleHistory()).ensemble_sample(dataset, fold.test_start, valid_rows, valid_scores, names)
     ensembles = {
-        method: fit_ensemble(method, names, valid_scores, valid_labels, valid_groups, min_weight=settings.ensemble.min_weight)
+        method: fit_ensemble(
+            method, names, sample.scores, sample.labels, sample.groups, min_weight=settings.ensemble.min_weight
+        )
         for method in METHODS
     }
-    return WindowFit(fold, members, fit_rows, valid_rows, valid_scores, ensembles, reports, time.perf_counter() - started)
+    return WindowFit(
+        fold, members, fit_rows, valid_rows, valid_scores, ensembles, sample.describe(), reports,
+        time.perf_counter() - started,
+    )
 
 
 def score_rows(

@@ -58,7 +58,7 @@ class SequenceMember(Member):
         patience: int = 3,
         seed: int = 42,
         samples_per_epoch: int | None = 16384,
-        max_valid_samples: int = 20000,
+        max_valid_samples: int | None = 20000,
         warm_epochs: int | None = None,
         num_threads: int | None = None,
         device: str | None = None,
@@ -75,7 +75,7 @@ class SequenceMember(Member):
             "patience": int(patience),
             "seed": int(seed),
             "samples_per_epoch": None if samples_per_epoch is None else int(samples_per_epoch),
-            "max_valid_samples": int(max_valid_samples),
+            "max_valid_samples": None if max_valid_samples is None else int(max_valid_samples),
             "warm_epochs": int(warm_epochs) if warm_epochs is not None else max(1, int(epochs) // 4),
         }
         self.num_threads = int(num_threads or default_threads())

@@ -1,12 +1,14 @@
 """The training loop shared by the sequence models.
 
 Each epoch draws ``samples_per_epoch`` training samples without
-replacement (a fresh draw every epoch; all of them when ``None``) and
+replacement (a fresh draw every epoch; all of them, a full pass, when
+``None``) and
 gathers only each mini-batch's sequences from the panel, on the training
 device. The loss is MSE between every horizon's head and that horizon's
 per-date rank-gauss target (:mod:`models.deep.targets`), unknown targets
 masked out. After each epoch the target head is scored on the validation
-dates (at most ``max_valid_samples`` rows, whole dates, evenly spread);
+dates (every one when ``max_valid_samples`` is ``None``, else at most that
+many rows, whole dates, evenly spread);
 the epoch with the best mean per-date rank IC is kept, and training stops
 after ``patience`` epochs without improvement. A warm-started network is
 scored before its first epoch too, so a window where more training does
@@ -40,7 +42,7 @@ class LoopSettings:
     patience: int
     seed: int
     samples_per_epoch: int | None = 16384
-    max_valid_samples: int = 20000
+    max_valid_samples: int | None = 20000
     grad_clip_norm: float = 1.0
 
 
@@ -99,11 +101,11 @@ def predict_horizons(network: nn.Module, sequences: PanelSequences, chunk_size: 
     return torch.cat(outputs).numpy()
 
 
-def validation_rows(groups: np.ndarray, max_rows: int) -> np.ndarray:
+def validation_rows(groups: np.ndarray, max_rows: int | None) -> np.ndarray:
     """int64 indices of whole dates, evenly spread, at most ``max_rows`` rows
-    (at least one date)."""
+    (at least one date); every row when ``max_rows`` is None."""
     dates, first, counts = np.unique(groups, return_index=True, return_counts=True)
-    if counts.sum() <= max_rows:
+    if max_rows is None or counts.sum() <= max_rows:
         return np.arange(len(groups), dtype=np.int64)
     keep_dates = max(1, int(len(dates) * max_rows / counts.sum()))
     chosen = set(dates[np.linspace(0, len(dates) - 1, keep_dates).round().astype(np.int64)].tolist())

@@ -9,7 +9,8 @@ Layout (written by ``training/export.py``), paths relative to the
                           [sequence_length], files {role: path}}],
                           drift_reference, training_metrics, golden
     <member>/...          native files: LightGBM text, XGBoost JSON, ONNX
-                          (+ safetensors weights, config.json)
+                          (ridge: + config.json; deep models: + safetensors
+                          weights, config.json)
     golden.safetensors    tabular f32 [G, F], sequence f32 [G, T, F],
                           score.<member> f32 [G] (native predictions)
 
@@ -38,9 +39,9 @@ from signalml.errors import SignalMLError
 
 FORMAT_VERSION = 1
 MANIFEST = "model_set.json"
-KINDS = {"lightgbm": "tabular", "xgboost": "tabular", "lstm": "sequence", "tft": "sequence"}
-MODEL_ROLE = {"lightgbm": "model", "xgboost": "model", "lstm": "onnx", "tft": "onnx"}
-ENSEMBLE_METHODS = ("average", "ic_weighted", "stacking", "rank_vote")
+KINDS = {"lightgbm": "tabular", "xgboost": "tabular", "ridge": "tabular", "lstm": "sequence", "tft": "sequence"}
+MODEL_ROLE = {"lightgbm": "model", "xgboost": "model", "ridge": "onnx", "lstm": "onnx", "tft": "onnx"}
+ENSEMBLE_METHODS = ("average", "ic_weighted", "stacking", "rank_vote", "rank_average")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".npy", ".npz")
 
 

@@ -56,19 +56,22 @@ def _onnx(member: MemberArtifact):
     session = onnxruntime.InferenceSession(str(member.model_file), options, providers=["CPUExecutionProvider"])
     inputs, outputs = session.get_inputs(), session.get_outputs()
     name = member.model_file.name
+    tabular = member.input == "tabular"
     if len(inputs) != 1:
-        raise ArtifactError(f"member {member.name}: {name} has {len(inputs)} inputs, expected one (SEQUENCES)")
+        expected = "FEATURES" if tabular else "SEQUENCES"
+        raise ArtifactError(f"member {member.name}: {name} has {len(inputs)} inputs, expected one ({expected})")
     spec = inputs[0]
     if spec.type != "tensor(float)":
         raise ArtifactError(f"member {member.name}: {name} input {spec.name} is {spec.type}, expected tensor(float) (float32)")
     shape = list(spec.shape)
-    if len(shape) != 3:
-        raise ArtifactError(f"member {member.name}: {name} input {spec.name} has shape {shape}, expected [batch, T, F]")
-    if shape[2] != member.n_features:
+    if len(shape) != (2 if tabular else 3):
+        expected = "[batch, F]" if tabular else "[batch, T, F]"
+        raise ArtifactError(f"member {member.name}: {name} input {spec.name} has shape {shape}, expected {expected}")
+    if shape[-1] != member.n_features:
         raise ArtifactError(
-            f"member {member.name}: {name} input {spec.name} has {shape[2]} features, the model set has {member.n_features}"
+            f"member {member.name}: {name} input {spec.name} has {shape[-1]} features, the model set has {member.n_features}"
         )
-    if isinstance(shape[1], int) and shape[1] != member.sequence_length:
+    if not tabular and isinstance(shape[1], int) and shape[1] != member.sequence_length:
         raise ArtifactError(
             f"member {member.name}: {name} reads {shape[1]} steps, the manifest says sequence_length {member.sequence_length}"
         )

@@ -11,6 +11,9 @@ native predictions rounded to float32.
 * Deep models through ONNX Runtime (``cpu``, ``native``) against torch
   eager: the same float32 graph with other kernels and summation orders:
   ``rtol 1e-4, atol 1e-5``.
+* Ridge through ONNX Runtime (``cpu``, ``native``): a float32 dot product
+  against the float64 one of ``RidgeMember.predict``: ``rtol 1e-4, atol
+  1e-5``; on TensorRT (``gpu``) as the deep models.
 * Deep models on TensorRT with ``precision_mode FP32`` (``gpu``): the
   builder picks its own kernels and may use TF32 on Ampere and later GPUs
   (10-bit mantissa): ``rtol 5e-3, atol 5e-4``. Not measured here (no GPU);
@@ -31,6 +34,10 @@ for _kind in ("lightgbm", "xgboost"):
 for _kind in ("lstm", "tft"):
     TOLERANCES[(_kind, "cpu")] = TOLERANCES[(_kind, "native")] = (1e-4, 1e-5)
     TOLERANCES[(_kind, "gpu")] = (5e-3, 5e-4)
+# Ridge: one float32 dot product of F terms in ONNX against the float64
+# native one; the terms are O(0.1) and F is a few hundred at most.
+TOLERANCES[("ridge", "cpu")] = TOLERANCES[("ridge", "native")] = (1e-4, 1e-5)
+TOLERANCES[("ridge", "gpu")] = (5e-3, 5e-4)
 
 
 def tolerance(kind: str, target: str) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from models.export.artifact import ArtifactError, MemberArtifact, ModelSetArtifa
 from models.export.torch_source import torch_files
 from models.triton_backend import (
     BACKEND_FILES,
+    FEATURES,
     HORIZONS,
     SCORE,
     SEQUENCES,
@@ -68,6 +69,8 @@ def version_files(member: MemberArtifact, target: str, *, torch_runtime: bool = 
             return {FIL_FILE_NAMES["xgboost"]: source}
         return {"model.ubj" if source.suffix == ".ubj" else "model.json": source}
     files: dict[str, object] = {"model.onnx": source}
+    if member.input == "tabular":  # ridge: the ONNX graph is all it needs
+        return files
     if target == "cpu" and torch_runtime:
         files.update(torch_files(member))
     return files
@@ -76,6 +79,8 @@ def version_files(member: MemberArtifact, target: str, *, torch_runtime: bool = 
 def render_member_config(member: MemberArtifact, target: str, options: ServingOptions) -> str:
     if target == "cpu":
         return render_cpu_config(member.name, member.kind, options)
+    if member.kind == "ridge":  # a linear ONNX graph: ONNX Runtime (TensorRT), not FIL
+        return render_onnx_config(member.name, [Tensor(FEATURES, (member.n_features,))], [Tensor(SCORE, (1,))], options)
     if member.input == "tabular":
         return render_fil_config(member.name, member.n_features, member.kind, options)
     outputs = [Tensor(SCORE, (1,))]

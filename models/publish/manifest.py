@@ -47,6 +47,7 @@ def build_manifest(
         drift_reference=_reference(spec.get("drift_reference") or {}),
         training_metrics=_metrics(spec.get("training_metrics") or {}),
         previous=previous,
+        training_window={str(k): str(v) for k, v in (spec.get("training_window") or {}).items()},
     )
 
 

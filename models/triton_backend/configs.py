@@ -4,9 +4,10 @@
   running ``model.py``; the ``format`` parameter picks the scorer (LightGBM
   text, XGBoost UBJSON/JSON, ONNX through ONNX Runtime).
 * **gpu** (stock Triton on GPU hosts): GBMs on the FIL backend
-  (``input__0``/``output__0`` are the names FIL requires), deep models as
-  ``onnxruntime_onnx`` with the TensorRT execution accelerator, or as a
-  ``tensorrt_plan`` where a plan was built.
+  (``input__0``/``output__0`` are the names FIL requires), deep models and
+  the ridge member's linear graph as ``onnxruntime_onnx`` with the
+  TensorRT execution accelerator, or as a ``tensorrt_plan`` where a plan
+  was built.
 
 Every config declares ``version_policy { all { } }``: publish keeps the
 versions of the running, the new and the previous model sets loaded side by
@@ -161,10 +162,13 @@ def render_config(
 
 def render_cpu_config(name: str, kind: str, options: ServingOptions = ServingOptions()) -> str:
     """The cpu target's config of one model-set member of ``kind``
-    (lightgbm, xgboost: tabular; lstm, tft: sequence ONNX). Dims other than
-    the batch are ``-1``: each version checks its own shapes at load."""
+    (lightgbm, xgboost: tabular; ridge: tabular ONNX; lstm, tft: sequence
+    ONNX). Dims other than the batch are ``-1``: each version checks its
+    own shapes at load."""
     if kind in ("lightgbm", "xgboost"):
         return render_python_config(name, kind, [Tensor(FEATURES, (-1,))], [Tensor(SCORE, (1,))], options)
+    if kind == "ridge":
+        return render_python_config(name, "onnx", [Tensor(FEATURES, (-1,))], [Tensor(SCORE, (1,))], options)
     if kind in ("lstm", "tft"):
         outputs = [Tensor(SCORE, (1,)), Tensor(HORIZONS, (-1,))]
         return render_python_config(name, "onnx", [Tensor(SEQUENCES, (-1, -1))], outputs, options)

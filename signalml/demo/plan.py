@@ -41,7 +41,10 @@ FULL = DemoSize(
     models={
         "lightgbm": {"n_estimators": 100, "early_stopping_rounds": 10},
         "xgboost": {"n_estimators": 100, "max_depth": 4, "early_stopping_rounds": 10},
-        "lstm": {"hidden_size": 32, "num_layers": 1, "epochs": 3, "patience": 1, "batch_size": 1024},
+        # a sample of each epoch, not full passes: the configured LSTM's full
+        # passes over 195 features would take most of the demo's minutes
+        "lstm": {"hidden_size": 32, "num_layers": 1, "epochs": 3, "patience": 1, "batch_size": 1024,
+                 "samples_per_epoch": 16384},
     },
     training={"train_period": 504, "test_period": 126, "retrain_frequency": 126, "hyperopt_budget_s": 0.0},
 )
@@ -53,10 +56,12 @@ QUICK = DemoSize(
     start="2018-01-01",
     models={
         "lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
-        "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10},
-        "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
+        "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_weight": 20.0},
+        "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256,
+                 "samples_per_epoch": 16384},
     },
-    training={"train_period": 150, "test_period": 60, "retrain_frequency": 120, "hyperopt_budget_s": 0.0},
+    training={"train_period": 150, "test_period": 60, "retrain_frequency": 120, "validation_bars": 40,
+              "hyperopt_budget_s": 0.0},
 )
 
 

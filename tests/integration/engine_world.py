@@ -23,7 +23,7 @@ DATA = REPO / "data" / "sp500_daily_2015_2019.parquet"
 
 SMALL_MODELS = {
     "lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
-    "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10},
+    "xgboost": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_weight": 20.0},
     "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
 }
 
@@ -41,8 +41,7 @@ def world_overrides(tmp: Path, tag: str) -> dict:
                    "metrics_port": free_port(), "venv": str(REPO / ".venv-triton")},
         "kafka": {"topics": topics},
         "models": SMALL_MODELS,
-        "training": {"train_period": 150, "test_period": 60, "retrain_frequency": 120, "gap_period": 5,
-                     "embargo_bars": 5},
+        "training": {"train_period": 150, "test_period": 60, "retrain_frequency": 120, "validation_bars": 40},
         "serving": {"warmup_bars": 30, "engine_id": f"e-{tag}", "consumer_group": f"g-{tag}",
                     "http_port": free_port(), "barrier_timeout_s": 30.0},
     }

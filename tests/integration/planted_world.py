@@ -2,11 +2,13 @@
 the bars, and settings (own topics, own Triton on free ports, one small
 GBM) to train, publish, serve, monitor and retrain on it.
 
-Volume today says where the close goes tomorrow: the next one-bar log
-return is ``sigma * (beta * z + noise)`` with ``z`` today's standardised
-log volume, and ``beta`` changes sign at bar time ``flip_at``. A set
-trained before the flip ranks the bars after it backwards (rank IC about
--0.2 on 5-bar returns); one trained after the flip ranks them right.
+Volume today says where the close goes the day after tomorrow (a signal
+seen at the close of t is traded at t + 1, the label's entry): the one-bar
+log return of t + 2 is ``sigma * (beta * z + noise)`` with ``z`` the
+standardised log volume of t, and ``beta`` changes sign at bar time
+``flip_at``. A set trained before the flip ranks the bars after it
+backwards (rank IC about -0.2 on 5-bar returns); one trained after the flip
+ranks them right.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ N_SYMBOLS, N_BARS, FLIP = 40, 500, 250
 
 GBM_ONLY = {"lightgbm": {"n_estimators": 40, "early_stopping_rounds": 10, "min_child_samples": 20},
             "xgboost": {"enabled": False}, "lstm": {"enabled": False}, "tft": {"enabled": False}}
-WITH_XGBOOST = {**GBM_ONLY, "xgboost": {"enabled": True, "n_estimators": 40, "early_stopping_rounds": 10}}
+WITH_XGBOOST = {**GBM_ONLY, "xgboost": {"enabled": True, "n_estimators": 40, "early_stopping_rounds": 10,
+                                        "min_child_weight": 20.0}}
 
 
 def planted_bars(n_symbols: int = N_SYMBOLS, n_bars: int = N_BARS, flip_at: int = FLIP, beta: float = 1.0,
@@ -37,7 +40,8 @@ def planted_bars(n_symbols: int = N_SYMBOLS, n_bars: int = N_BARS, flip_at: int 
     z = (log_volume - 13.0) / 0.5
     betas = np.where(np.arange(n_bars) < flip_at, beta, -beta)
     log_returns = np.zeros((n_bars, n_symbols))
-    log_returns[1:] = sigma * (betas[:-1, None] * z[:-1] + rng.standard_normal((n_bars - 1, n_symbols)))
+    log_returns[1:] = sigma * rng.standard_normal((n_bars - 1, n_symbols))
+    log_returns[2:] += sigma * betas[:-2, None] * z[:-2]
     close = 50.0 * np.exp(np.cumsum(log_returns, axis=0))
     open_ = np.vstack([close[:1], close[:-1]])
     frame = pd.DataFrame({
@@ -66,8 +70,7 @@ def planted_overrides(tmp: Path, tag: str) -> dict:
         "models": GBM_ONLY,  # trainings within seconds
         "features": {"lookbacks": [5, 10, 20]},
         "ensemble": {"method": "average"},
-        "training": {"train_period": 100, "test_period": 30, "retrain_frequency": 30, "gap_period": 5,
-                     "embargo_bars": 5},
+        "training": {"train_period": 100, "test_period": 30, "retrain_frequency": 30, "validation_bars": 30},
     })
     return overrides
 

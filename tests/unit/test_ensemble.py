@@ -11,6 +11,7 @@ from models.ensemble import (
     METHODS,
     AverageEnsemble,
     ICWeightedEnsemble,
+    RankAverageEnsemble,
     RankVoteEnsemble,
     StackingEnsemble,
     fit_ensemble,
@@ -52,7 +53,45 @@ def test_rank_vote_averages_tied_ranks():
     np.testing.assert_allclose(RankVoteEnsemble(MEMBERS).combine(scores), [1.25 / 4, 1.75 / 4, 3.25 / 4, 3.75 / 4])
 
 
-@pytest.mark.parametrize("method", ["average", "ic_weighted", "rank_vote", "stacking"])
+def test_rank_average_is_the_mean_percentile_rank_of_the_selected_members_ties_broken_by_zscore():
+    # a: ranks 1, 2, 3; b: 1, 3, 2 -> mean ranks 1, 2.5, 2.5: the last two tie,
+    # and the mean z-scores (R/2 each) tie too: a true tie of the inputs' order
+    both = RankAverageEnsemble(MEMBERS, {"a": 0.5, "b": 0.5})
+    np.testing.assert_allclose(both.combine(SCORES), [1 / 3, 2.5 / 3, 2.5 / 3])
+    # b = 10, 30, 21: the same ranks, but the z-score now tells rows 2 and 3 apart
+    scores = np.array([[1.0, 10.0], [2.0, 30.0], [3.0, 21.0]])
+    np.testing.assert_allclose(both.combine(scores), [1 / 3, 2 / 3, 3 / 3])
+    only_b = RankAverageEnsemble(MEMBERS, {"a": 0.0, "b": 7.0})  # magnitudes do not matter: equal weights
+    assert only_b.weights == {"a": 0.0, "b": 1.0}
+    np.testing.assert_allclose(only_b.combine(SCORES), [1 / 3, 3 / 3, 2 / 3])
+
+
+def test_rank_average_never_ties_names_whose_member_scores_differ():
+    """On random cross-sections of 400 names, the combined score has as
+    many distinct values as there are distinct rows of member scores."""
+    rng = np.random.default_rng(0)
+    members = ("a", "b", "c")
+    ensemble = RankAverageEnsemble(members, {m: 1.0 for m in members})
+    for _ in range(5):
+        # coarse scores: members that tie often, like shallow tree ensembles
+        scores = rng.integers(0, 40, size=(400, 3)).astype(float)
+        combined = ensemble.combine(scores)
+        assert len(np.unique(combined)) == len(np.unique(scores, axis=0))
+    plain = RankVoteEnsemble(members).combine(scores)
+    assert len(np.unique(plain)) < len(np.unique(scores, axis=0))  # a plain mean of ranks does tie
+
+
+def test_rank_average_selects_members_with_a_positive_out_of_sample_ic():
+    labels = np.array([1, 2, 3, 4, 1, 2, 3, 4], dtype=float)
+    groups = np.repeat([0, 1], 4)
+    scores = np.column_stack([labels, np.array([1, 3, 2, 4, 1, 3, 2, 4], dtype=float), -labels])
+    fitted = RankAverageEnsemble.fit(("a", "b", "c"), scores, labels, groups)
+    assert fitted.weights == {"a": 0.5, "b": 0.5, "c": 0.0}
+    nobody = RankAverageEnsemble.fit(("a", "b"), -scores[:, :2], labels, groups)
+    assert nobody.weights == {"a": 0.5, "b": 0.5}  # no positive IC: every member, equally
+
+
+@pytest.mark.parametrize("method", ["average", "ic_weighted", "rank_vote", "stacking", "rank_average"])
 def test_groups_are_combined_one_cross_section_at_a_time(method):
     rng = np.random.default_rng(0)
     scores = rng.standard_normal((12, 2))
@@ -119,13 +158,18 @@ def test_manifest_entry_serves_the_configured_method():
     scores[:, 1] += labels
     ic = ICWeightedEnsemble.fit(MEMBERS, scores, labels, groups)
     stack = StackingEnsemble.fit(MEMBERS, scores, labels, groups)
-    entry = json.loads(json.dumps(manifest_entry("stacking", ic, stack)))
+    entry = json.loads(json.dumps(manifest_entry(stack, ic, stack)))
     assert set(entry) == {"method", "weights", "stacking"} and set(entry["stacking"]) == {"intercept", "coefficients"}
     served = from_manifest(entry, MEMBERS)
     np.testing.assert_array_equal(served.combine(scores[:10]), stack.combine(scores[:10]))
     assert isinstance(from_manifest({**entry, "method": "ic_weighted"}, MEMBERS), ICWeightedEnsemble)
     assert isinstance(from_manifest({**entry, "method": "rank_vote"}, MEMBERS), RankVoteEnsemble)
     np.testing.assert_array_equal(served.combine_members({"a": scores[:10, 0], "b": scores[:10, 1]}), stack.combine(scores[:10]))
+    # rank_average travels with its selection as the weights
+    selection = RankAverageEnsemble.fit(MEMBERS, scores, labels, groups)
+    entry = json.loads(json.dumps(manifest_entry(selection, ic, stack)))
+    assert entry["method"] == "rank_average" and entry["weights"] == {"a": 0.0, "b": 1.0}
+    np.testing.assert_array_equal(from_manifest(entry, MEMBERS).combine(scores[:10]), selection.combine(scores[:10]))
 
 
 def test_shapes_and_names_are_checked():
@@ -135,3 +179,18 @@ def test_shapes_and_names_are_checked():
         AverageEnsemble(("a", "a"))
     with pytest.raises(ValueError):
         fit_ensemble("median", MEMBERS, SCORES, np.zeros(3), None)
+
+
+def test_the_engine_serves_rank_average_with_the_selection_its_manifest_carries():
+    from signalml.contracts import ManifestMember, ModelSetManifest, schema_hash
+    from stream.model_set import ModelSet
+
+    manifest = ModelSetManifest(
+        model_set="ms-1", created_at=1, members=[ManifestMember("a", 1, "lightgbm", "tabular", 0.0),
+                                                 ManifestMember("b", 1, "ridge", "tabular", 1.0)],
+        ensemble_method="rank_average", feature_names=["f"], feature_schema_hash=schema_hash(["f"]), horizon_bars=5,
+        ensemble_weights={"a": 0.0, "b": 1.0},
+    )
+    served = ModelSet.of(manifest, ["f"])
+    assert isinstance(served.ensemble, RankAverageEnsemble) and served.ensemble.weights == {"a": 0.0, "b": 1.0}
+    np.testing.assert_allclose(served.combine({"a": SCORES[:, 0], "b": SCORES[:, 1]}), [1 / 3, 3 / 3, 2 / 3])

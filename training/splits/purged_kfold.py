@@ -25,7 +25,7 @@ class PurgedKFold:
 
     @classmethod
     def from_settings(cls, training) -> "PurgedKFold":
-        return cls(training.cv_folds, training.embargo_bars)
+        return cls(training.cv_folds, training.embargo)
 
     def split(self, time_index: np.ndarray, label_end_index: np.ndarray) -> Iterator[Split]:
         """One :class:`Split` per fold, in time order of the test groups."""

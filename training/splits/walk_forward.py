@@ -3,10 +3,11 @@
 Fold k tests the bars ``[test_start, test_stop)`` with
 ``test_start = train_period + gap_period + k * retrain_frequency`` and
 trains on the ``train_period`` bars that end ``gap_period`` bars before it
-(``sliding``), or on every bar from 0 to there (``expanding``). The gap must
-cover the label horizon: a training label ending at bar ``e`` is read at
-the close of ``e``, so ``e < test_start`` is required, and
-``train_stop - 1 + h < train_stop + gap`` holds exactly when ``gap >= h``.
+(``sliding``), or on every bar from 0 to there (``expanding``). The gap
+follows the label's end: a training label of the row at bar ``t`` reads
+the close of ``e = t + span`` (span = entry lag + horizon), so
+``e < test_start`` is required, and ``train_stop - 1 + span < train_stop +
+gap`` holds exactly when ``gap >= span``; by default the gap is the span.
 Folds are plain data, so a run can be described, logged and replayed.
 """
 
@@ -34,9 +35,10 @@ class WalkForwardFold:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def validation_start(self, validation_fraction: float) -> int:
-        """First bar of the training window's validation tail."""
-        n_valid = max(1, int(round((self.train_stop - self.train_start) * validation_fraction)))
+    def validation_start(self, validation_bars: int) -> int:
+        """First bar of the training window's validation tail: its last
+        ``validation_bars`` bars (never the whole window)."""
+        n_valid = max(1, min(int(validation_bars), self.train_stop - self.train_start - 1))
         return self.train_stop - n_valid
 
 
@@ -48,8 +50,8 @@ class WalkForward:
         test_period: int,
         retrain_frequency: int,
         gap_period: int,
-        label_horizon_bars: int,
-        window: Literal["sliding", "expanding"] = "sliding",
+        label_span_bars: int,
+        window: Literal["sliding", "expanding"] = "expanding",
     ):
         if window not in ("sliding", "expanding"):
             raise ConfigError(f"training.window: {window!r} is not allowed; allowed values: 'sliding', 'expanding'")
@@ -61,23 +63,23 @@ class WalkForward:
         ):
             if value < least:
                 raise ConfigError(f"{setting}: must be >= {least} (got {value})")
-        if gap_period < label_horizon_bars:
+        if gap_period < label_span_bars:
             raise ConfigError(
-                f"training.gap_period: {gap_period} bars is shorter than the label horizon "
-                f"({label_horizon_bars} bars); training labels would reach into the test window"
+                f"training.gap_period: {gap_period} bars is shorter than the label's span "
+                f"({label_span_bars} bars: entry lag + horizon); training labels would reach into the test window"
             )
         self.train_period, self.test_period = int(train_period), int(test_period)
         self.retrain_frequency, self.gap_period = int(retrain_frequency), int(gap_period)
-        self.label_horizon_bars, self.window = int(label_horizon_bars), window
+        self.label_span_bars, self.window = int(label_span_bars), window
 
     @classmethod
-    def from_settings(cls, training, *, label_horizon_bars: int | None = None) -> "WalkForward":
+    def from_settings(cls, training) -> "WalkForward":
         return cls(
             train_period=training.train_period,
             test_period=training.test_period,
             retrain_frequency=training.retrain_frequency,
-            gap_period=training.gap_period,
-            label_horizon_bars=training.label_horizon_bars if label_horizon_bars is None else label_horizon_bars,
+            gap_period=training.gap_bars,
+            label_span_bars=training.target_label_span_bars,
             window=training.window,
         )
 

@@ -86,22 +86,25 @@ def noise_market() -> Market:
 
 N_FEATURES = 6
 FEATURE_NAMES = [f"x{i}" for i in range(N_FEATURES)]
-KINDS = ("lightgbm", "xgboost", "lstm", "tft")
+KINDS = ("lightgbm", "xgboost", "ridge", "lstm", "tft")
 DEEP_KINDS = ("lstm", "tft")
 
 
 def make_member(kind: str, seed: int = 7, **overrides):
     """A member sized for these small markets (fits in seconds)."""
     from models.deep import LSTMPredictor, TemporalFusionTransformer
-    from models.lightgbm_ranker import LightGBMRanker
-    from models.xgboost_ranker import XGBoostRanker
+    from models.lightgbm_member import LightGBMMember
+    from models.ridge_member import RidgeMember
+    from models.xgboost_member import XGBoostMember
 
     common = {"feature_names": FEATURE_NAMES, "seed": seed, "num_threads": 1}
     deep = {"sequence_length": 8, "epochs": 8, "batch_size": 256, "learning_rate": 3e-3, "patience": 3}
     if kind == "lightgbm":
-        return LightGBMRanker(N_FEATURES, **{**common, "min_child_samples": 50, "n_estimators": 200, **overrides})
+        return LightGBMMember(N_FEATURES, **{**common, "min_child_samples": 50, "n_estimators": 200, **overrides})
     if kind == "xgboost":
-        return XGBoostRanker(N_FEATURES, **{**common, "n_estimators": 200, **overrides})
+        return XGBoostMember(N_FEATURES, **{**common, "min_child_weight": 50.0, "n_estimators": 200, **overrides})
+    if kind == "ridge":
+        return RidgeMember(N_FEATURES, **{"feature_names": FEATURE_NAMES, "seed": seed, **overrides})
     if kind == "lstm":
         return LSTMPredictor(N_FEATURES, **{**common, **deep, "hidden_size": 16, "num_layers": 2, **overrides})
     if kind == "tft":

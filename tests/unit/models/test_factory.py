@@ -7,19 +7,26 @@ import pytest
 from models.base import ModelError
 from models.deep import LSTMPredictor, TemporalFusionTransformer
 from models.factory import build_members, load_member
-from models.lightgbm_ranker import LightGBMRanker
-from models.xgboost_ranker import XGBoostRanker
+from models.lightgbm_member import LightGBMMember
+from models.ridge_member import RidgeMember
+from models.xgboost_member import XGBoostMember
 from signalml.config import Settings
 
 NAMES = [f"feature_{i}" for i in range(4)]
 
 
-def test_default_settings_build_lightgbm_xgboost_and_lstm():
+def test_default_settings_build_lightgbm_xgboost_ridge_and_lstm():
     settings = Settings()
     members = build_members(settings, 4, NAMES)
-    assert [type(m) for m in members] == [LightGBMRanker, XGBoostRanker, LSTMPredictor]
-    assert [m.name for m in members] == ["lightgbm", "xgboost", "lstm"]
-    assert [m.input for m in members] == ["tabular", "tabular", "sequence"]
+    assert [type(m) for m in members] == [LightGBMMember, XGBoostMember, RidgeMember, LSTMPredictor]
+    assert [m.name for m in members] == ["lightgbm", "xgboost", "ridge", "lstm"]
+    assert [m.input for m in members] == ["tabular", "tabular", "tabular", "sequence"]
+    lightgbm, xgboost, _, lstm = members
+    # regression on the normal-scored label by default; the LSTM makes full passes
+    assert lightgbm.lightgbm_params()["objective"] == "regression"
+    assert xgboost.xgboost_params()["objective"] == "reg:squarederror"
+    assert lstm.training_settings["samples_per_epoch"] is None
+    assert lstm.training_settings["max_valid_samples"] is None
     assert all(m.feature_names == NAMES and m.n_features == 4 for m in members)
 
 
@@ -30,11 +37,13 @@ def test_members_take_their_settings_and_the_training_seed():
             "models": {
                 "lightgbm": {"num_leaves": 15, "relevance_grades": 7},
                 "xgboost": {"max_depth": 4},
+                "ridge": {"alphas": [0.5, 5.0]},
                 "lstm": {"hidden_size": 32, "sequence_length": 10, "patience": 2},
             },
         }
     )
-    lightgbm, xgboost, lstm = build_members(settings, 4, NAMES)
+    lightgbm, xgboost, ridge, lstm = build_members(settings, 4, NAMES)
+    assert ridge.hyperparameters["alphas"] == [0.5, 5.0]
     assert lightgbm.hyperparameters["num_leaves"] == 15 and lightgbm.hyperparameters["relevance_grades"] == 7
     assert lightgbm.lightgbm_params()["seed"] == 123 and lightgbm.lightgbm_params()["deterministic"] is True
     assert xgboost.hyperparameters["max_depth"] == 4 and xgboost.xgboost_params()["seed"] == 123
@@ -45,7 +54,8 @@ def test_members_take_their_settings_and_the_training_seed():
 
 def test_disabled_members_are_left_out_and_tft_can_be_enabled():
     settings = Settings.model_validate(
-        {"models": {"lightgbm": {"enabled": False}, "xgboost": {"enabled": False}, "tft": {"enabled": True}}}
+        {"models": {"lightgbm": {"enabled": False}, "xgboost": {"enabled": False}, "ridge": {"enabled": False},
+                    "tft": {"enabled": True}}}
     )
     lstm, tft = build_members(settings, 4, NAMES)
     assert isinstance(lstm, LSTMPredictor) and isinstance(tft, TemporalFusionTransformer)

@@ -1,6 +1,6 @@
 """The contract every member keeps, checked on each kind (LightGBM, XGBoost,
-LSTM, TFT): it learns a planted signal, finds none in noise, is reproducible,
-and comes back from its native files scoring the same."""
+ridge, LSTM, TFT): it learns a planted signal, finds none in noise, is
+reproducible, and comes back from its native files scoring the same."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_predict_returns_one_float64_score_per_row(signal_fit, market):
 
 def test_fit_reports_its_best_point_validation_ic_and_time(signal_fit):
     report = signal_fit.report
-    assert ("best_iteration" in report) != ("best_epoch" in report)
+    assert sum(key in report for key in ("best_iteration", "best_epoch", "alpha")) == 1
     assert report["valid_rank_ic"] > PLANTED_IC_THRESHOLD
     assert report["seconds"] > 0 and report["warm"] is False
     json.dumps(report)  # plain data only
@@ -54,7 +54,7 @@ def test_two_fits_with_one_seed_predict_the_same(kind, signal_fit, market):
     again = make_member(kind)
     again.fit(data_of(again, market, "train"), data_of(again, market, "valid"))
     scores = again.predict(data_of(again, market, "test"))
-    if kind in ("lightgbm", "xgboost"):
+    if kind in ("lightgbm", "xgboost", "ridge"):
         np.testing.assert_array_equal(scores, signal_fit.test_scores)
     else:
         np.testing.assert_allclose(scores, signal_fit.test_scores, rtol=0, atol=1e-6)
@@ -64,7 +64,7 @@ def test_loaded_member_predicts_the_same_scores(kind, saved, signal_fit, market)
     directory, files = saved
     loaded = load_member(kind, directory, files)
     scores = loaded.predict(data_of(loaded, market, "test"))
-    if kind in ("lightgbm", "xgboost"):
+    if kind in ("lightgbm", "xgboost", "ridge"):
         np.testing.assert_array_equal(scores, signal_fit.test_scores)
     else:
         np.testing.assert_allclose(scores, signal_fit.test_scores, rtol=0, atol=1e-6)
@@ -84,6 +84,11 @@ def test_saved_files_are_native_formats_without_pickle(kind, saved):
         assert (directory / files["model"]).read_text().startswith("tree\n")
     elif kind == "xgboost":
         assert files["model"] == "model.ubj" and (directory / files["model"]).read_bytes()[:1] == b"{"
+    elif kind == "ridge":
+        import onnx
+
+        assert files == {"onnx": "model.onnx", "config": "config.json"}
+        onnx.checker.check_model(str(directory / files["onnx"]))
     else:
         import onnx
         from safetensors import safe_open

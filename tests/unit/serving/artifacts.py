@@ -1,6 +1,8 @@
 """Tiny model-set artifacts in the training pipeline's layout, built here
 so the serving tests do not wait for a training run: a LightGBM and an
-XGBoost booster trained directly, and the project's LSTM network
+XGBoost booster trained directly, the project's ridge member with
+coefficients set by hand (``RidgeMember.save``: ONNX and config.json),
+and the project's LSTM network
 (untrained, seeded) saved as the deep member saves it: ONNX (``SEQUENCES``
 [N, T, F] -> ``SCORE`` [N, 1], ``HORIZONS`` [N, 3]), safetensors weights
 and config.json. ``score.<member>`` in the golden file is each model's
@@ -53,6 +55,16 @@ def train_xgboost(variant: int = 0, n_features: int = N_FEATURES):
     x = rows(1500, seed=200 + variant, n_features=n_features)
     params = {"objective": "reg:squarederror", "max_depth": 4, "eta": 0.2, "nthread": 1, "seed": 3}
     return xgb.train(params, xgb.DMatrix(x, label=_targets(x, variant)), num_boost_round=30)
+
+
+def build_ridge(variant: int = 0, n_features: int = N_FEATURES):
+    """The project's ridge member with fixed coefficients, as if fitted."""
+    from models.ridge_member import RidgeMember
+
+    member = RidgeMember(n_features, name="ridge", feature_names=FEATURE_NAMES[:n_features])
+    member.coefficients = np.linspace(-0.2, 0.3, n_features) * (1.0 if variant % 2 == 0 else -1.0)
+    member.intercept, member.alpha, member.horizons, member.target = 0.01 * variant, 1.0, (1, 5, 20), 1
+    return member
 
 
 def build_lstm(variant: int = 0, n_features: int = N_FEATURES, length: int = SEQUENCE_LENGTH):
@@ -140,6 +152,12 @@ def build_artifact(
         golden["score.xgboost"] = booster.inplace_predict(tabular).astype(np.float32)
         entries.append({"name": "xgboost", "kind": "xgboost", "input": "tabular", "n_features": N_FEATURES,
                         "files": {"model": "xgboost/model.json"}})
+    if "ridge" in members:
+        ridge = build_ridge(variant)
+        files = ridge.save(directory / "ridge")
+        golden["score.ridge"] = ridge.predict(tabular).astype(np.float32)
+        entries.append({"name": "ridge", "kind": "ridge", "input": "tabular", "n_features": N_FEATURES,
+                        "files": {role: f"ridge/{path}" for role, path in files.items()}})
     if "lstm" in members:
         network, config = build_lstm(variant)
         files = export_lstm(network, config, directory / "lstm")

@@ -181,6 +181,7 @@ def test_the_content_hash_changes_with_any_member_file(editable_artifact, artifa
 
 @pytest.mark.parametrize("kind, target, rtol, atol", [
     ("lightgbm", "cpu", 1e-6, 1e-6), ("xgboost", "gpu", 1e-4, 1e-5), ("lstm", "cpu", 1e-4, 1e-5), ("tft", "gpu", 5e-3, 5e-4),
+    ("ridge", "cpu", 1e-4, 1e-5), ("ridge", "gpu", 5e-3, 5e-4),
 ])
 def test_tolerances_are_stated_per_model_type_and_target(kind, target, rtol, atol):
     assert tolerance(kind, target) == (rtol, atol)
@@ -192,3 +193,23 @@ def test_compare_reports_the_first_row_beyond_tolerance_and_accepts_matching_nan
     problem, worst = compare("lightgbm", "cpu", np.array([1.0, np.nan, 3.1]), native)
     assert problem.startswith("1 of 3 rows differ") and "row 2" in problem and worst == pytest.approx(0.1)
     assert compare("lightgbm", "cpu", np.array([1.0, 2.0]), native)[0] == "2 scores for 3 golden rows"
+
+
+def test_a_ridge_member_is_checked_against_its_golden_scores(tmp_path_factory, tmp_path):
+    import shutil
+
+    from models.export.check import check_artifact
+    from tests.unit.serving.artifacts import cached_artifact
+
+    source = cached_artifact(tmp_path_factory, 0, members=("lightgbm", "ridge"))
+    assert check_artifact(read_artifact(source))["ridge"].max_abs_diff < 1e-6
+    damaged = shutil.copytree(source, tmp_path / "damaged")
+    config = json.loads((damaged / "model_set" / "ridge" / "config.json").read_text())
+    from models.ridge_member import write_onnx
+
+    write_onnx(damaged / "model_set" / "ridge" / "model.onnx", np.asarray(config["coefficients"]) * 1.01, config["intercept"])
+    with pytest.raises(ArtifactError, match="ridge: model.onnx does not reproduce the trainer's golden scores"):
+        check_artifact(read_artifact(damaged))
+    write_onnx(damaged / "model_set" / "ridge" / "model.onnx", np.zeros(5), 0.0)
+    with pytest.raises(ArtifactError, match="has 5 features, the model set has 6"):
+        check_artifact(read_artifact(damaged))

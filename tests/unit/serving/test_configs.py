@@ -75,7 +75,8 @@ def test_tensorrt_plan_config_parses():
 
 
 @pytest.mark.parametrize("kind, fmt, tensor", [
-    ("lightgbm", "lightgbm", "FEATURES"), ("xgboost", "xgboost", "FEATURES"), ("lstm", "onnx", "SEQUENCES"), ("tft", "onnx", "SEQUENCES"),
+    ("lightgbm", "lightgbm", "FEATURES"), ("xgboost", "xgboost", "FEATURES"), ("ridge", "onnx", "FEATURES"),
+    ("lstm", "onnx", "SEQUENCES"), ("tft", "onnx", "SEQUENCES"),
 ])
 def test_cpu_config_is_a_python_model_whose_versions_check_their_own_shapes(kind, fmt, tensor):
     config = parse_config(render_cpu_config(kind, kind))

@@ -89,3 +89,24 @@ def test_export_checks_the_artifact_then_writes_the_configured_target(artifact_d
     assert parse_config((tmp_path / "repo" / "lightgbm" / "config.pbtxt").read_text()).backend == "fil"
     with pytest.raises(ArtifactError, match="another signature"):  # the gpu versions are there now
         export(settings, artifact_dir, target="cpu")
+
+
+def test_the_ridge_member_is_an_onnx_graph_on_both_targets(tmp_path_factory, tmp_path):
+    from models.export import read_artifact
+    from tests.unit.serving.artifacts import N_FEATURES, cached_artifact
+
+    artifact = read_artifact(cached_artifact(tmp_path_factory, 0, members=("lightgbm", "ridge")))
+    export_model_set(artifact, tmp_path / "cpu", "cpu", OPTIONS)
+    assert files_of(tmp_path / "cpu" / "ridge" / "1") == ["model.onnx", "model.py", "scoring.py"]
+    cpu = parse_config((tmp_path / "cpu" / "ridge" / "config.pbtxt").read_text())
+    assert cpu.backend == "python" and cpu.parameters["format"].string_value == "onnx"
+    assert cpu.input[0].name == "FEATURES" and list(cpu.input[0].dims) == [-1]
+
+    export_model_set(artifact, tmp_path / "gpu", "gpu", OPTIONS)
+    assert files_of(tmp_path / "gpu" / "ridge" / "1") == ["model.onnx"]
+    gpu = parse_config((tmp_path / "gpu" / "ridge" / "config.pbtxt").read_text())
+    assert gpu.platform == "onnxruntime_onnx"
+    assert gpu.input[0].name == "FEATURES" and list(gpu.input[0].dims) == [N_FEATURES]
+    assert [(o.name, list(o.dims)) for o in gpu.output] == [("SCORE", [1])]
+    accelerator = gpu.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "tensorrt"

@@ -70,3 +70,23 @@ def test_manifests_validate_as_the_contract(artifact, tmp_path):
     with pytest.raises(ValueError, match="not a valid model-set manifest"):
         store.read(manifest.model_set)
     assert isinstance(manifest, ModelSetManifest)
+
+
+def test_a_ridge_member_and_its_training_window_round_trip_through_the_store(tmp_path_factory, tmp_path):
+    from models.export import read_artifact
+    from tests.unit.serving.artifacts import cached_artifact, edit_spec
+
+    source = cached_artifact(tmp_path_factory, 0, members=("lightgbm", "ridge"))
+    edited = tmp_path / "artifact"
+    import shutil
+
+    shutil.copytree(source, edited)
+    window = {"first_date": "2015-01-12", "last_date": "2019-12-30", "last_label_end": "2020-01-08T00:00:00"}
+    edit_spec(edited, training_window=window, ensemble={"method": "rank_average", "weights": {"lightgbm": 0.0, "ridge": 1.0}})
+    manifest = build_manifest(read_artifact(edited), {"lightgbm": 1, "ridge": 1}, previous=None)
+    store = ModelSetStore(tmp_path / "repo")
+    store.write(manifest)
+    again = store.read(manifest.model_set)
+    assert [(m.name, m.kind, m.input) for m in again.members] == [("lightgbm", "lightgbm", "tabular"), ("ridge", "ridge", "tabular")]
+    assert again.training_window == window and again.ensemble_method == "rank_average"
+    assert again.ensemble_weights == {"lightgbm": 0.0, "ridge": 1.0}

@@ -138,3 +138,19 @@ def test_a_version_without_a_model_file_says_what_it_looked_for(tmp_path):
         scoring.LightGBMScorer(tmp_path / "1", {})
     with pytest.raises(ValueError, match="plain file name"):
         scoring.LightGBMScorer(tmp_path / "1", {"model_file": "../model.txt"})
+
+
+def test_the_onnx_scorer_serves_the_ridge_members_tabular_graph(tmp_path):
+    from tests.unit.serving.artifacts import build_ridge
+
+    ridge = build_ridge()
+    ridge.save(tmp_path)
+    scorer = scoring.OnnxScorer(tmp_path, {}, available=CPU_ONLY)
+    assert scorer.runtime == "onnxruntime-cpu" and scorer.input_dims == (N_FEATURES,)
+    x = rows(40)
+    x[3, 1] = np.nan  # a missing feature is the cross-section's mean, 0
+    out = scorer.run(scorer.adapt(x))
+    assert set(out) == {"SCORE"} and out["SCORE"].shape == (40, 1)
+    np.testing.assert_allclose(out["SCORE"][:, 0], ridge.predict(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=f"must have shape \\[N, {N_FEATURES}\\]"):
+        scorer.adapt(x[:, :3])

@@ -8,9 +8,7 @@ SMALL_TRAINING = {
     "train_period": 120,
     "test_period": 40,
     "retrain_frequency": 40,
-    "gap_period": 5,
-    "embargo_bars": 5,
-    "validation_fraction": 0.25,
+    "validation_bars": 30,
     "cv_folds": 3,
 }
 

@@ -1,12 +1,14 @@
 """Synthetic bars and stand-in members for the training tests.
 
 ``synthetic_bars`` makes a market of random walks. With ``signal > 0`` a
-symbol's log volume on day t (i.i.d. normal) moves its return on day t + 1:
-``r[t+1] = sigma * (signal * v[t] + e[t+1])``; the engine's
-``volume_ratio`` features see ``v[t]`` at the close of t, so the 5-bar
-forward return from t is predictable with a rank IC of about
-``signal / sqrt(5 (1 + signal^2))`` (0.2 for signal = 0.5) and not from
-anything before t. With ``signal = 0`` nothing is predictable.
+symbol's log volume on day t (i.i.d. normal) moves its return ``delay``
+days later (2 by default): ``r[t+d] = sigma * (signal * v[t] + e[t+d])``;
+the engine's ``volume_ratio`` features see ``v[t]`` at the close of t, so
+the 5-bar label from the close of t + 1 (which holds day t + 2's return)
+is predictable with a rank IC of about ``signal / sqrt(5 (1 + signal^2))``
+(0.2 for signal = 0.5) and not from anything before t. With ``delay = 1``
+only the return of day t + 1, which no trade decided at the close of t can
+earn, carries the signal. With ``signal = 0`` nothing is predictable.
 
 The stand-in members (a ridge regression on the features, and one on the
 last and mean step of the sequence) follow ``models.base.Member`` with
@@ -25,13 +27,15 @@ import pandas as pd
 from models.base import Member
 
 
-def synthetic_bars(n_symbols: int = 40, n_days: int = 320, *, signal: float = 0.0, seed: int = 0, sigma: float = 0.01) -> pd.DataFrame:
+def synthetic_bars(
+    n_symbols: int = 40, n_days: int = 320, *, signal: float = 0.0, seed: int = 0, sigma: float = 0.01, delay: int = 2
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range("2021-01-04", periods=n_days)
     log_volume = rng.standard_normal((n_days, n_symbols))
     noise = rng.standard_normal((n_days, n_symbols))
     returns = sigma * noise
-    returns[1:] += sigma * signal * log_volume[:-1]
+    returns[delay:] += sigma * signal * log_volume[:-delay]
     close = 50.0 * np.exp(np.cumsum(returns, axis=0)) * np.exp(rng.uniform(0, 2, n_symbols))[None, :]
     previous = np.vstack([close[:1], close[:-1]])
     open_ = previous * np.exp(0.002 * rng.standard_normal((n_days, n_symbols)))
@@ -150,6 +154,6 @@ def standin_loader(kind, directory, files):
 
 
 def lightgbm_factory(settings, n_features, feature_names):
-    from models.lightgbm_ranker import LightGBMRanker
+    from models.lightgbm_member import LightGBMMember
 
-    return [LightGBMRanker(n_features, feature_names=feature_names, n_estimators=40, min_child_samples=50, num_threads=1)]
+    return [LightGBMMember(n_features, feature_names=feature_names, n_estimators=40, min_child_samples=50, num_threads=1)]

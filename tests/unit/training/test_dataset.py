@@ -24,29 +24,62 @@ def dataset(bars):
     return build_dataset(bars, small_settings(), sequence_length=20)
 
 
-def test_forward_returns_equal_an_independent_pandas_computation(bars, dataset):
+def test_forward_returns_start_at_the_next_close_as_an_independent_pandas_computation(bars, dataset):
     close = bars.pivot(index="date", columns="symbol", values="close")
     frame = dataset.frame()
+    assert dataset.entry_lag_bars == 1
     for h in dataset.horizons:
-        expected = (close.shift(-h) / close - 1.0).stack().rename("expected")
+        # enter at the close of t + 1, exit at the close of t + 1 + h
+        expected = (close.shift(-(1 + h)) / close.shift(-1) - 1.0).stack().rename("expected")
         joined = frame[[f"fwd_ret_{h}"]].join(expected, how="left")
         np.testing.assert_allclose(joined[f"fwd_ret_{h}"], joined["expected"], rtol=1e-12, equal_nan=True)
-        assert joined["expected"].isna().sum() == h * close.shape[1]  # the last h bars have no label
+        assert joined["expected"].isna().sum() == (h + 1) * close.shape[1]  # the last h + 1 bars have no label
 
 
-def test_labels_are_per_date_ranks_of_the_forward_return(dataset):
-    frame = pd.DataFrame({"date": dataset.date_index, "r": dataset.returns[:, dataset.target]})
+def test_a_label_never_reads_the_close_of_its_own_bar(bars):
+    """Move one day's closes: the labels that change are exactly those of
+    the bars whose entry (t + 1) or exit (t + 1 + h) is that day."""
+    settings = small_settings()
+    base = build_dataset(bars, settings, sequence_length=1)
+    days = np.sort(bars["date"].unique())
+    moved_day = 70
+    shocked = bars.copy()
+    on_day = shocked["date"] == days[moved_day]
+    shocked.loc[on_day, ["open", "high", "low", "close"]] *= 1.05
+    changed = build_dataset(shocked, settings, sequence_length=1)
+    for j, h in enumerate(base.horizons):
+        differs = ~np.isclose(base.returns[:, j], changed.returns[:, j], rtol=1e-12, equal_nan=True)
+        assert set(np.unique(base.date_index[differs]).tolist()) == {moved_day - 1, moved_day - 1 - h}
+
+
+def test_fit_labels_are_per_date_normal_scores_of_the_market_neutral_return(dataset):
+    from scipy.stats import norm, rankdata
+
+    for j in range(len(dataset.horizons)):
+        expected = np.full(len(dataset), np.nan)
+        for day in np.unique(dataset.date_index):
+            rows = np.flatnonzero((dataset.date_index == day) & np.isfinite(dataset.returns[:, j]))
+            if len(rows) == 0:
+                continue
+            excess = dataset.returns[rows, j] - dataset.returns[rows, j].mean()
+            expected[rows] = norm.ppf((rankdata(excess) - 0.5) / len(rows))
+        np.testing.assert_allclose(dataset.labels[:, j], expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_rank_labels_are_per_date_ranks_onto_the_unit_interval(bars):
+    ranked = build_dataset(bars, small_settings(label_transform="rank"), sequence_length=1)
+    frame = pd.DataFrame({"date": ranked.date_index, "r": ranked.returns[:, ranked.target]})
     rank = frame.groupby("date")["r"].rank(method="average")
     count = frame.groupby("date")["r"].transform("count")
-    expected = (rank - 1) / (count - 1) - 0.5
-    np.testing.assert_allclose(dataset.labels[:, dataset.target], expected, equal_nan=True)
+    np.testing.assert_allclose(ranked.labels[:, ranked.target], (rank - 1) / (count - 1) - 0.5, equal_nan=True)
 
 
 def test_every_sample_carries_its_label_end_time(dataset):
     frame = dataset.frame()
     inside = dataset.label_end_index < dataset.n_dates
+    np.testing.assert_array_equal(dataset.label_end_index, dataset.date_index + 1 + dataset.horizon_bars)
     np.testing.assert_array_equal(
-        frame["label_end"].to_numpy()[inside], dataset.dates[dataset.date_index[inside] + dataset.horizon_bars]
+        frame["label_end"].to_numpy()[inside], dataset.dates[dataset.date_index[inside] + 1 + dataset.horizon_bars]
     )
     assert frame.index.names == ["date", "symbol"]
 
@@ -93,9 +126,10 @@ def test_real_defects_are_dropped_not_crashed_on():
     assert not frame.index.duplicated().any()
     assert "S002" in frame.loc[day[10]].index
     assert dataset.counts["rejected"]["non_positive_price"] == 1
-    # a label never spans a rejected bar: S000's 5-bar label ending on day 30 is unknown
-    assert np.isnan(frame.loc[(day[25], "S000"), "fwd_ret_5"])
-    assert np.isnan(frame.loc[(day[40], "S005"), "fwd_ret_1"])  # left: no next bar
+    # a label never spans a rejected bar: S000's 5-bar label entered on day 25, ending on day 30, is unknown
+    assert np.isnan(frame.loc[(day[24], "S000"), "fwd_ret_5"])
+    assert np.isnan(frame.loc[(day[29], "S000"), "fwd_ret_5"])  # nor the one entered on day 30
+    assert np.isnan(frame.loc[(day[39], "S005"), "fwd_ret_1"])  # left: no bar after its entry
     assert np.isfinite(dataset.features[np.isfinite(dataset.features)]).all()
 
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from models.lightgbm_ranker import LightGBMRanker
+from models.lightgbm_member import LightGBMMember
 from training.dataset import build_dataset
 from training.hyperopt import tune, with_model_params
 from training.run import plan_folds
@@ -19,7 +19,7 @@ from .synthetic import synthetic_bars
 def lightgbm_from_settings(settings, n_features, names):
     params = settings.models.lightgbm
     return [
-        LightGBMRanker(
+        LightGBMMember(
             n_features, feature_names=names, n_estimators=20, learning_rate=params.learning_rate, num_leaves=params.num_leaves,
             min_child_samples=params.min_child_samples, subsample=params.subsample,
             colsample_bytree=params.colsample_bytree, num_threads=1,
@@ -76,11 +76,12 @@ def test_cv_objective_purges_on_the_longest_label_and_blanks_labels_past_the_win
     rows = dataset.labelled_rows(dataset.rows_of_dates(window.train_start, window.train_stop))
     factory = lambda s, n, names: [Spy(n, feature_names=names)]  # noqa: E731
     purged_cv_rank_ic(dataset, settings, rows, factory, label_cutoff_bar=window.test_start)
-    longest = max(dataset.horizons)
+    longest = 1 + max(dataset.horizons)  # the longest label reads the close of t + 1 + h
     assert len(seen) == settings.training.cv_folds
+    assert settings.training.embargo == 6  # the target label's span by default
     for train, valid in seen:
-        first, last = valid.groups.min(), valid.groups.max() + longest + settings.training.embargo_bars
+        first, last = valid.groups.min(), valid.groups.max() + longest + settings.training.embargo
         assert not np.any((train.groups <= last) & (train.groups + longest >= first))
         for data in (train, valid):
             for j, h in enumerate(dataset.horizons):
-                assert np.all(data.groups[np.isfinite(data.y[:, j])] + h < window.test_start)
+                assert np.all(data.groups[np.isfinite(data.y[:, j])] + 1 + h < window.test_start)

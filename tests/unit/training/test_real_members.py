@@ -1,4 +1,4 @@
-"""run_training with the real members (LightGBM, XGBoost, LSTM through
+"""run_training with the real members (LightGBM, XGBoost, ridge, LSTM through
 ``models.factory``) on a slice of the bundled data, at toy sizes: the
 artifacts the publisher reads are complete and reload to the same scores."""
 
@@ -18,12 +18,12 @@ SYMBOLS = ["AAPL", "AMD", "CBS", "DXC", "F", "GE", "IBM", "INTC", "JPM", "KO", "
 
 TOY = {
     "models": {
-        "lightgbm": {"n_estimators": 15, "min_child_samples": 20, "early_stopping_rounds": 5},
-        "xgboost": {"n_estimators": 15, "max_depth": 3, "early_stopping_rounds": 5},
+        "lightgbm": {"n_estimators": 15, "min_child_samples": 20, "early_stopping_rounds": 5, "min_trees": 5},
+        "xgboost": {"n_estimators": 15, "max_depth": 3, "min_child_weight": 20.0, "early_stopping_rounds": 5, "min_trees": 5},
         "lstm": {"hidden_size": 8, "num_layers": 1, "epochs": 1, "sequence_length": 10, "batch_size": 256},
         "tft": {"enabled": False},
     },
-    "training": {"train_period": 150, "test_period": 100, "retrain_frequency": 100, "validation_fraction": 0.25},
+    "training": {"train_period": 150, "test_period": 100, "retrain_frequency": 100, "validation_bars": 40},
 }
 
 
@@ -33,15 +33,16 @@ def test_real_members_produce_a_complete_model_set(tmp_path):
     bars = read_bars(DATA, symbols=SYMBOLS, end="2015-12-31")  # one test window
     metrics = run_training(settings, DATA, tmp_path, progress=False, bars=bars)
 
-    assert set(metrics["models"]) == {"lightgbm", "xgboost", "lstm"}
+    assert set(metrics["models"]) == {"lightgbm", "xgboost", "ridge", "lstm"}
     manifest = json.loads((tmp_path / "model_set" / "model_set.json").read_text())
     by_name = {m["name"]: m for m in manifest["members"]}
     assert by_name["lightgbm"]["files"]["model"] == "lightgbm/model.txt"
+    assert by_name["ridge"]["files"] == {"onnx": "ridge/model.onnx", "config": "ridge/config.json"}
     assert by_name["lstm"]["files"] == {"onnx": "lstm/model.onnx", "weights": "lstm/model.safetensors", "config": "lstm/config.json"}
     assert by_name["lstm"]["sequence_length"] == 10 == manifest["sequence_length"]
     for entry in manifest["members"]:
         for path in entry["files"].values():
             assert (tmp_path / "model_set" / path).is_file()
     assert all(diff < 1e-4 for diff in metrics["model_set"]["golden_reload_max_abs_diff"].values())
-    assert set(metrics["importance"]) == {"lightgbm", "xgboost"}  # SHAP for the GBMs only
+    assert set(metrics["importance"]) == {"lightgbm", "xgboost", "ridge"}  # SHAP for the tabular members only
     assert len(metrics["folds"]) == 1 and metrics["dataset"]["symbols"] == bars["symbol"].nunique()

@@ -1,7 +1,8 @@
 """The training report as a person sees it: opened in real headless Chromium,
-its headings and tables render, every plot loads, and the browser reports no
-console error and no failed request. The full-page screenshot is kept as a
-test artifact in ``artifacts/test-report/`` (beside the report it shows)."""
+alone in its folder (it is self-contained), its headings and tables render,
+every embedded plot loads, and the browser reports no console error and no
+failed request. The full-page screenshot is kept as a test artifact in
+``artifacts/test-report/`` (beside the report it shows)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .synthetic import standin_factory, standin_loader, synthetic_bars
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACT_DIR = REPO / "artifacts" / "test-report"
-PLOTS = ("ic_per_period.png", "cumulative_spread.png", "feature_importance.png")
+PLOTS = ("ic_per_period.png", "cumulative_spread.png", "quantile_returns.png", "ic_decay.png", "feature_importance.png")
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,8 @@ def report(tmp_path_factory) -> tuple[Path, dict]:
     )
     shutil.rmtree(ARTIFACT_DIR, ignore_errors=True)
     ARTIFACT_DIR.mkdir(parents=True)
-    for name in ("report.html", *PLOTS):
-        shutil.copy2(out / name, ARTIFACT_DIR / name)
-    return ARTIFACT_DIR / "report.html", metrics
+    shutil.copy2(out / "report.html", ARTIFACT_DIR / "report.html")  # the page alone, no PNG beside it
+    return ARTIFACT_DIR / "report.html", metrics, out
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -48,7 +48,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_report_renders_in_headless_chromium_with_every_plot_loaded(report):
-    html_path, metrics = report
+    html_path, metrics, out = report
     screenshot = ARTIFACT_DIR / "report-screenshot.png"
     page = load_page(html_path.as_uri(), screenshot=screenshot)
     print(f"report screenshot: {screenshot}")
@@ -58,32 +58,42 @@ def test_report_renders_in_headless_chromium_with_every_plot_loaded(report):
     assert page.headings == [
         "SignalML walk-forward training report",
         "Out-of-sample metrics over all test windows",
+        "Against the 1-bar forward return",
+        "Against the 20-bar forward return",
+        f"Paired tests, 1-bar return: ensemble {default} against each score",
+        f"Paired tests, 5-bar return: ensemble {default} against each score",
+        f"Paired tests, 20-bar return: ensemble {default} against each score",
+        "Quantile returns, 5-bar, less the date's mean (bps)",
+        "Long-short spread, rebalanced every 5 bars, 5.0 bps one way",
         f"Per test window: ensemble {default}",
         *PLOTS,
         "Timing",
     ]
-    # Header row, then one row per model, ensemble and baseline; then one per test window.
-    overall_rows = 1 + sum(len(metrics[section]) for section in ("models", "ensembles", "baseline"))
-    assert page.table_rows == [overall_rows, 1 + len(metrics["folds"])]
+    # Header row, then one row per model, ensemble and baseline (three horizons);
+    # paired tests against the members and the baseline; quantiles and spreads
+    # of every score; then one row per test window.
+    scores = sum(len(metrics[section]) for section in ("models", "ensembles", "baseline"))
+    paired = len(metrics["models"]) + len(metrics["baseline"])
+    assert page.table_rows == [1 + scores] * 3 + [1 + paired] * 3 + [1 + scores] * 2 + [1 + len(metrics["folds"])]
 
-    assert [image.src for image in page.images] == list(PLOTS)
-    for image in page.images:
-        assert (image.natural_width, image.natural_height) == png_size(ARTIFACT_DIR / image.src), image.src
+    assert len(page.images) == len(PLOTS)
+    for image, name in zip(page.images, PLOTS):
+        assert image.src.startswith("data:image/png;base64,")
+        assert (image.natural_width, image.natural_height) == png_size(out / name), name
     assert page.console_errors == []
     assert page.page_errors == []
     assert page.failed_requests == []
     assert png_size(screenshot)[0] == 1280 and screenshot.stat().st_size > 10_000
 
 
-def test_a_plot_missing_beside_the_report_is_seen_as_broken(report, tmp_path):
-    """The checks above can fail: a report whose PNG is gone shows a broken
-    image and a failed request in the same browser."""
-    html_path, _ = report
-    shutil.copy2(html_path, tmp_path / "report.html")
-    for name in PLOTS[1:]:
-        shutil.copy2(html_path.parent / name, tmp_path / name)
+def test_a_damaged_embedded_plot_is_seen_as_broken(report, tmp_path):
+    """The checks above can fail: a report whose first embedded PNG is
+    damaged shows a broken image in the same browser."""
+    html_path, _, _ = report
+    text = html_path.read_text()
+    start = text.index("data:image/png;base64,") + len("data:image/png;base64,")
+    (tmp_path / "report.html").write_text(text[:start] + "AAAA" + text[start + 400:])
 
     page = load_page((tmp_path / "report.html").as_uri())
 
-    assert page.broken_images == [PLOTS[0]]
-    assert len(page.failed_requests) == 1 and PLOTS[0] in page.failed_requests[0]
+    assert len(page.broken_images) == 1 and page.broken_images[0].startswith("data:image/png;base64,AAAA")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from signalml.config import load_settings
 from signalml.errors import ConfigError
 from training.splits import CombinatorialPurgedCV, PurgedKFold, WalkForward, purge_mask
 from training.splits.purge import TimeSpan
@@ -45,32 +46,43 @@ def _blocks(bars):
 
 
 def test_walk_forward_default_layout():
-    plan = WalkForward(train_period=504, test_period=63, retrain_frequency=63, gap_period=5, label_horizon_bars=5)
-    folds = plan.folds(1254)
+    settings = load_settings(environ={})
+    plan = WalkForward.from_settings(settings.training)
+    assert plan.window == "expanding" and plan.gap_period == 6  # the label's span: enter at t + 1, hold 5 bars
+    folds = plan.folds(1253)
     assert [(f.train_start, f.train_stop, f.test_start, f.test_stop) for f in folds[:2]] == [
-        (0, 504, 509, 572),
-        (63, 567, 572, 635),
+        (0, 504, 510, 573),
+        (0, 567, 573, 636),
     ]
-    assert folds[-1].test_stop == 1254 and len(folds) == 12
-    assert all(f.test_start - f.train_stop == 5 for f in folds)
+    assert folds[-1].test_stop == 1253 and len(folds) == 12
+    assert all(f.test_start - f.train_stop == 6 for f in folds)
+    assert folds[0].validation_start(settings.training.validation_bars) == 504 - 252
 
 
-def test_expanding_window_always_starts_at_zero():
-    plan = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=5, label_horizon_bars=5, window="expanding")
+def test_sliding_window_keeps_its_length():
+    plan = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=6, label_span_bars=6, window="sliding")
     folds = plan.folds(200)
-    assert all(f.train_start == 0 for f in folds)
-    assert [f.train_stop for f in folds] == [100, 120, 140, 160, 180]
+    assert [(f.train_start, f.train_stop) for f in folds] == [(0, 100), (20, 120), (40, 140), (60, 160), (80, 180)]
 
 
-def test_a_gap_shorter_than_the_label_horizon_is_refused_naming_the_setting():
+def test_a_gap_shorter_than_the_label_span_is_refused_naming_the_setting():
     with pytest.raises(ConfigError, match="training.gap_period"):
-        WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=4, label_horizon_bars=5)
+        WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=5, label_span_bars=6)
+    with pytest.raises(ConfigError, match="gap_period .5. is shorter than the label's span"):
+        load_settings(environ={}, overrides={"training": {"gap_period": 5}})
+
+
+def test_the_validation_tail_is_its_configured_length_and_never_the_whole_window():
+    fold = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=6, label_span_bars=6).folds(200)[0]
+    assert fold.validation_start(30) == 70
+    assert fold.validation_start(500) == 1  # at least one bar is left to fit on
 
 
 def test_final_window_ends_at_the_last_labelled_bar():
-    plan = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=5, label_horizon_bars=5)
-    final = plan.final_window(300)
-    assert (final.train_start, final.train_stop) == (200, 300)
+    sliding = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=6, label_span_bars=6, window="sliding")
+    assert (sliding.final_window(300).train_start, sliding.final_window(300).train_stop) == (200, 300)
+    expanding = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=6, label_span_bars=6)
+    assert (expanding.final_window(300).train_start, expanding.final_window(300).train_stop) == (0, 300)
 
 
 @hsettings(max_examples=60, deadline=None)
@@ -86,7 +98,7 @@ def test_final_window_ends_at_the_last_labelled_bar():
 def test_walk_forward_never_leaks(n_bars, horizon, extra_gap, train, test, step, window):
     plan = WalkForward(
         train_period=train, test_period=test, retrain_frequency=step, gap_period=horizon + extra_gap,
-        label_horizon_bars=horizon, window=window,
+        label_span_bars=horizon, window=window,
     )
     t, e = panel_index(n_bars, 3, horizon, missing=0.1, seed=n_bars)
     for fold, split in zip(plan.folds(n_bars), plan.split(t, e, n_bars)):

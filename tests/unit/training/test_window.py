@@ -45,8 +45,8 @@ def members(n_features, names):
 
 def test_fit_and_validation_rows_are_purged_by_label_end(setup):
     settings, dataset, fold = setup
-    fit, valid = window_rows(dataset, fold, settings.training.validation_fraction)
-    valid_start = fold.validation_start(settings.training.validation_fraction)
+    fit, valid = window_rows(dataset, fold, settings.training.validation_bars)
+    valid_start = fold.validation_start(settings.training.validation_bars)
     assert dataset.label_end_index[fit].max() < valid_start
     assert dataset.date_index[valid].min() >= valid_start
     assert dataset.label_end_index[valid].max() < fold.test_start
@@ -57,11 +57,14 @@ def test_no_horizon_of_any_training_label_reaches_past_its_boundary(setup):
     settings, dataset, fold = setup
     fitted = fit_window(dataset, members(len(dataset.feature_names), list(dataset.feature_names)), fold, settings)
     spy = fitted.members[0]
-    valid_start = fold.validation_start(settings.training.validation_fraction)
+    valid_start = fold.validation_start(settings.training.validation_bars)
     for data, boundary in ((spy.seen_train, valid_start), (spy.seen_valid, fold.test_start)):
         for j, h in enumerate(dataset.horizons):
             known = np.isfinite(data.y[:, j])
-            assert np.all(data.groups[known] + h < boundary), f"horizon {h} label crosses bar {boundary}"
+            # the label of bar t reads the close of t + 1 + h
+            assert np.all(data.groups[known] + 1 + h < boundary), f"horizon {h} label crosses bar {boundary}"
+            if j == dataset.target:  # the rows are cut by the target label's end, no further
+                assert np.any(data.groups[known] + 1 + h == boundary - 1)
     # the 20-bar labels of the fit part's last 20 bars were blanked, the 1-bar ones mostly kept
     assert np.isnan(spy.seen_train.y[:, 2]).sum() > np.isnan(spy.seen_train.y[:, 0]).sum()
     # prediction never receives labels
@@ -69,10 +72,12 @@ def test_no_horizon_of_any_training_label_reaches_past_its_boundary(setup):
     assert all(np.isnan(y).all() for y in spy.predicted_labels[1:])
 
 
-def test_blank_labels_after_is_per_horizon():
+def test_blank_labels_after_is_per_horizon_and_counts_the_entry_lag():
     y = np.ones((3, 2))
-    blanked = blank_labels_after(y, np.array([0, 1, 2]), (1, 2), cutoff_bar=3)
+    blanked = blank_labels_after(y, np.array([0, 1, 2]), (1, 2), cutoff_bar=3, entry_lag_bars=0)
     np.testing.assert_array_equal(np.isnan(blanked), [[False, False], [False, True], [True, True]])
+    lagged = blank_labels_after(y, np.array([0, 1, 2]), (1, 2), cutoff_bar=4, entry_lag_bars=1)
+    np.testing.assert_array_equal(np.isnan(lagged), [[False, False], [False, True], [True, True]])
 
 
 def test_ic_weights_and_stacking_ignore_the_test_window(setup):

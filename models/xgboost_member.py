@@ -1,19 +1,27 @@
-"""XGBoost pairwise ranking over each date's cross-section.
+"""XGBoost over each date's cross-section: regression (default) or pairwise ranking.
 
-``rank:pairwise`` with ``qid`` = date: pairs of one date are compared by
-their relevance. XGBoost's ranking objectives and NDCG metric need integer
-relevance, so the target forward return is quantised per date into
-``relevance_grades`` quantile grades, as for LightGBM
-(:func:`models.base.relevance_grades`). Early stopping watches
-NDCG@``ndcg_at`` on the validation dates.
+* ``objective="regression"``: squared error on the target label (the
+  per-date normal score of the market-neutral return: see
+  :func:`training.labels.fit_target`).
+* ``objective="rank_pairwise"``: ``rank:pairwise`` with ``qid`` = date on
+  per-date quantile grades (:func:`models.base.relevance_grades`). Pairs
+  are drawn uniformly over the whole cross-section
+  (``lambdarank_pair_method="mean"``), not from its top k (XGBoost's
+  ``topk`` default learns only the head of the list); pairwise losses
+  weigh every pair alike, so gains are linear in rank by construction.
+
+Early stopping watches ``early_stopping_metric`` on the validation dates
+(``rank_ic``: mean daily rank IC; ``loss``: RMSE, or NDCG for ranking);
+the best round at or past ``min_trees`` is kept (see
+:mod:`models.lightgbm_member`).
 
 Saved as XGBoost's UBJSON (``model.ubj``, the file the Triton backend
 reads by default; ``model_format="json"`` writes ``model.json``), cut at the
 best iteration so the file alone scores exactly like
-:meth:`XGBoostRanker.predict`. Trains on CUDA when torch sees a GPU
+:meth:`XGBoostMember.predict`. Trains on CUDA when torch sees a GPU
 (``device="cuda"``), otherwise on the CPU with ``nthread`` threads.
 
-Walk-forward reuse: none, each window refits (see ``models.lightgbm_ranker``).
+Walk-forward reuse: none, each window refits (see ``models.lightgbm_member``).
 """
 
 from __future__ import annotations
@@ -39,13 +47,17 @@ from models.base import (
     spread_rows,
     write_json,
 )
+from models.lightgbm_member import STOPPING_METRICS, best_round
+from models.rank_ic import RankIC
 
 CONFIG_FILE = "config.json"
 MODEL_FILES = {"ubj": "model.ubj", "json": "model.json"}
+OBJECTIVES = ("regression", "rank_pairwise")
+PAIRS_PER_SAMPLE = 8
 
 
-class XGBoostRanker(Member):
-    """Pairwise-ranking GBM; ``predict`` returns float64 [n] scores."""
+class XGBoostMember(Member):
+    """A GBM on the tabular cross-section; ``predict`` returns float64 [n] scores."""
 
     kind = "xgboost"
     input = "tabular"
@@ -56,14 +68,19 @@ class XGBoostRanker(Member):
         *,
         name: str | None = None,
         feature_names: list[str] | None = None,
-        n_estimators: int = 300,
+        objective: str = "regression",
+        n_estimators: int = 500,
         learning_rate: float = 0.05,
-        max_depth: int = 6,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        early_stopping_rounds: int = 30,
+        max_depth: int = 4,
+        min_child_weight: float = 2000.0,
+        subsample: float = 0.7,
+        colsample_bytree: float = 0.5,
+        reg_lambda: float = 10.0,
+        max_bin: int = 63,
+        min_trees: int = 20,
+        early_stopping_metric: str = "rank_ic",
+        early_stopping_rounds: int = 100,
         relevance_grades: int = 5,
-        ndcg_at: int = 50,
         seed: int = 42,
         num_threads: int | None = None,
         device: str | None = None,
@@ -73,15 +90,24 @@ class XGBoostRanker(Member):
         super().__init__(n_features, name=name, feature_names=feature_names)
         if model_format not in MODEL_FILES:
             raise ModelError(f"{self.name}: model_format must be one of {sorted(MODEL_FILES)}, got {model_format!r}")
+        if objective not in OBJECTIVES:
+            raise ModelError(f"{self.name}: objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        if early_stopping_metric not in STOPPING_METRICS:
+            raise ModelError(f"{self.name}: early_stopping_metric must be one of {list(STOPPING_METRICS)}")
         self.hyperparameters = {
+            "objective": objective,
             "n_estimators": int(n_estimators),
             "learning_rate": float(learning_rate),
             "max_depth": int(max_depth),
+            "min_child_weight": float(min_child_weight),
             "subsample": float(subsample),
             "colsample_bytree": float(colsample_bytree),
+            "reg_lambda": float(reg_lambda),
+            "max_bin": int(max_bin),
+            "min_trees": int(min_trees),
+            "early_stopping_metric": early_stopping_metric,
             "early_stopping_rounds": int(early_stopping_rounds),
             "relevance_grades": int(relevance_grades),
-            "ndcg_at": int(ndcg_at),
             "seed": int(seed),
         }
         self.num_threads = int(num_threads or os.cpu_count() or 1)
@@ -89,31 +115,48 @@ class XGBoostRanker(Member):
         self.model_format = model_format
         self.shap_max_rows = int(shap_max_rows)
         self.booster: xgboost.Booster | None = None
-        # Trees used by predict: best_iteration + 1 after fit; 0 (all trees
-        # of the file, already cut at the best) after load.
+        # Trees used by predict: the best round after fit; 0 (all trees of
+        # the file, already cut at the best) after load.
         self.n_trees = 0
         self.horizons: tuple[int, ...] = ()
         self.target = 0
 
     # ------------------------------------------------------------ training
 
+    @property
+    def ranking(self) -> bool:
+        return self.hyperparameters["objective"] == "rank_pairwise"
+
     def xgboost_params(self) -> dict:
         """The exact parameters given to ``xgboost.train``."""
         h = self.hyperparameters
-        return {
-            "objective": "rank:pairwise",
-            "lambdarank_pair_method": "topk",
-            "eval_metric": f"ndcg@{h['ndcg_at']}",
+        params = {
             "tree_method": "hist",
             "device": self.device,
             "eta": h["learning_rate"],
             "max_depth": h["max_depth"],
+            "min_child_weight": h["min_child_weight"],
             "subsample": h["subsample"],
             "colsample_bytree": h["colsample_bytree"],
+            "lambda": h["reg_lambda"],
+            "max_bin": h["max_bin"],
             "seed": h["seed"],
             "nthread": self.num_threads,
             "verbosity": 0,
         }
+        if self.ranking:
+            params.update(
+                objective="rank:pairwise",
+                lambdarank_pair_method="mean",
+                lambdarank_num_pair_per_sample=PAIRS_PER_SAMPLE,
+                eval_metric="ndcg",
+            )
+        else:
+            params.update(objective="reg:squarederror", eval_metric="rmse")
+        if h["early_stopping_metric"] == "rank_ic":
+            params["disable_default_eval_metric"] = 1
+            del params["eval_metric"]
+        return params
 
     def _matrix(self, data: TabularData, reference: xgboost.QuantileDMatrix | None):
         self._check_n_features(data.X.shape[1])
@@ -122,13 +165,19 @@ class XGBoostRanker(Member):
             raise ModelError(f"{self.name}: no row with a known target")
         if not known.all():
             data = TabularData(data.X[known], data.y[known], data.groups[known], data.horizons, data.target)
+        label = (
+            relevance_grades(data.target_returns, data.groups, self.hyperparameters["relevance_grades"])
+            if self.ranking
+            else data.target_returns
+        )
         matrix = xgboost.QuantileDMatrix(
             feature_matrix(data),
-            label=relevance_grades(data.target_returns, data.groups, self.hyperparameters["relevance_grades"]),
-            qid=data.groups,
+            label=label,
+            qid=data.groups if self.ranking else None,
             feature_names=[_xgboost_name(n) for n in self.resolved_feature_names()],
             ref=reference,
             nthread=self.num_threads,
+            max_bin=self.hyperparameters["max_bin"],
         )
         return matrix, data
 
@@ -138,22 +187,27 @@ class XGBoostRanker(Member):
         valid_matrix, valid = self._matrix(valid, train_matrix)
         h = self.hyperparameters
         history: dict = {}
+        custom_metric, maximize = None, self.ranking
+        if h["early_stopping_metric"] == "rank_ic":
+            rank_ic = RankIC(valid.target_returns, valid.groups)
+            custom_metric, maximize = (lambda predt, _: ("rank_ic", rank_ic(predt))), True
         booster = xgboost.train(
             self.xgboost_params(),
             train_matrix,
             num_boost_round=h["n_estimators"],
             evals=[(valid_matrix, "valid")],
-            early_stopping_rounds=h["early_stopping_rounds"],
+            early_stopping_rounds=max(h["early_stopping_rounds"], h["min_trees"]),  # the floor is always grown
+            custom_metric=custom_metric,
+            maximize=maximize,
             evals_result=history,
             verbose_eval=False,
         )
         if self.device != "cpu":
             booster.set_param({"device": "cpu"})  # predictions take host numpy arrays
+        (metric, curve), = history["valid"].items()
         self.booster = booster
-        self.n_trees = int(booster.best_iteration) + 1
+        self.n_trees = best_round(np.asarray(curve), maximize, h["min_trees"])
         self.horizons, self.target = tuple(train.horizons), int(train.target)
-        metric = f"ndcg@{h['ndcg_at']}"
-        curve = history["valid"][metric]
         return {
             "best_iteration": self.n_trees,
             "iterations_run": len(curve),
@@ -216,7 +270,7 @@ class XGBoostRanker(Member):
         return {"model": model_file, "config": CONFIG_FILE}
 
     @classmethod
-    def load(cls, directory: Path, files: dict[str, str]) -> "XGBoostRanker":
+    def load(cls, directory: Path, files: dict[str, str]) -> "XGBoostMember":
         directory = Path(directory)
         config = read_json(directory / files.get("config", CONFIG_FILE))
         member = cls(
