@@ -45,8 +45,15 @@ class FakeModelSet:
 
 
 def cross_section(ts: int, symbols=SYMBOLS, price: float = 10.0) -> CrossSection:
-    bars = tuple(Bar(s, ts, price, price * 1.01, price * 0.99, price * (1 + 0.001 * i), 1000.0 + i)
-                 for i, s in enumerate(symbols))
+    """Prices and volumes that move from bar to bar (constant ones leave
+    correlations and R² undefined)."""
+    t = ts / 1000.0
+    bars = []
+    for i, s in enumerate(symbols):
+        close = price * (1 + 0.001 * i) * (1 + 0.02 * math.sin(0.7 * t + i))
+        volume = 1000.0 + i + 300.0 * (1 + math.cos(1.3 * t + 2 * i))
+        bars.append(Bar(s, ts, close, close * 1.01, close * 0.99, close, volume))
+    bars = tuple(bars)
     return CrossSection(ts, bars, "watermark")
 
 
@@ -178,7 +185,7 @@ def test_feature_vectors_are_the_model_inputs_with_readiness_from_the_bars_seen(
         commit(pipeline, state, ts * 1000)
     row = body(api.features("symbols=BBB"))[1]["symbols"][0]
     assert row["ready"] is True and row["bars_seen"] == pipeline.features.warmup_bars + 1
-    assert all(v is not None for v in row["normalized"])
+    assert all(v is not None for v in row["normalized"]), [n for n, v in zip(pipeline.names, row["normalized"]) if v is None]
 
 
 def test_a_symbol_with_features_but_no_signal_yet_is_a_404_that_says_it_is_warming_up(world):

@@ -71,6 +71,13 @@ def test_missing_columns_raise_a_data_error(feature_settings):
 def test_normalized_output_is_per_date(real_bars, feature_settings):
     few = real_bars[real_bars.date < "2015-06-01"]
     out = compute_features(few, feature_settings, normalize=True)
+    raw = compute_features(few, feature_settings)
+    for column in ("rsi_5", "ret_20", "volume_ratio_10"):
+        by_date = raw.groupby("date")[column]
+        # The definition, in pandas: population z-score per date, clipped.
+        expected = ((raw[column] - by_date.transform("mean")) / by_date.transform(lambda x: x.std(ddof=0)))
+        expected = expected.clip(-feature_settings.clip_z, feature_settings.clip_z)
+        np.testing.assert_allclose(out[column].to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-12, err_msg=column)
     z = out.groupby("date")["rsi_5"].agg(["mean", "std"]).dropna()
-    assert np.allclose(z["mean"], 0, atol=1e-9)
+    assert np.allclose(z["mean"], 0, atol=1e-9) and np.allclose(z["std"], 1.0, rtol=0.05)
     assert np.nanmax(np.abs(out.drop(columns=["date", "symbol"]).to_numpy())) <= feature_settings.clip_z

@@ -6,7 +6,6 @@ recompute each window."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 TOLERANCE = 1e-12
@@ -76,4 +75,3 @@ def test_zero_volume_window_gives_nan_not_zero_or_inf():
 def test_real_data_zero_volume_bars_are_handled(real_bars, real_features):
     assert (real_bars["volume"] == 0).sum() == 287
     assert not np.isinf(real_features.filter(like="volume_ratio").to_numpy()).any()
-    assert isinstance(real_features, pd.DataFrame)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.base import ModelError
-from models.deep import LSTMPredictor, TemporalFusionTransformer
+from models.deep import LSTMPredictor
 from models.factory import build_members, load_member
 from models.lightgbm_member import LightGBMMember
 from models.ridge_member import RidgeMember
@@ -58,7 +58,7 @@ def test_disabled_members_are_left_out_and_tft_can_be_enabled():
                     "tft": {"enabled": True}}}
     )
     lstm, tft = build_members(settings, 4, NAMES)
-    assert isinstance(lstm, LSTMPredictor) and isinstance(tft, TemporalFusionTransformer)
+    assert [(m.name, m.kind, m.input) for m in (lstm, tft)] == [("lstm", "lstm", "sequence"), ("tft", "tft", "sequence")]
     assert tft.sequence_length == 60 and tft.attention_heads == 4
 
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightgbm
+import numpy as np
+import onnxruntime
 import pytest
+import xgboost
+from safetensors.numpy import load_file
 
 from signalml.config import load_settings
 from stream.bars_file import read_bars
@@ -43,6 +48,27 @@ def test_real_members_produce_a_complete_model_set(tmp_path):
     for entry in manifest["members"]:
         for path in entry["files"].values():
             assert (tmp_path / "model_set" / path).is_file()
-    assert all(diff < 1e-4 for diff in metrics["model_set"]["golden_reload_max_abs_diff"].values())
+    # The golden scores are what each saved file gives, read by its native library here.
+    directory = tmp_path / "model_set"
+    golden = load_file(str(directory / manifest["golden"]))
+    for name, scores in native_scores(directory, by_name, golden).items():
+        expected = golden[f"score.{name}"].astype(np.float64)
+        assert np.abs(expected).max() > 0 and np.unique(expected).size > 1, name
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-4 * max(1.0, np.abs(expected).max()), err_msg=name)
     assert set(metrics["importance"]) == {"lightgbm", "xgboost", "ridge"}  # SHAP for the tabular members only
     assert len(metrics["folds"]) == 1 and metrics["dataset"]["symbols"] == bars["symbol"].nunique()
+
+
+def native_scores(directory: Path, members: dict[str, dict], golden: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each member's golden-row scores from its files, through LightGBM,
+    XGBoost and ONNX Runtime directly (not the project's loaders)."""
+    tabular, sequence = golden["tabular"], golden["sequence"]
+    booster = lightgbm.Booster(model_file=str(directory / members["lightgbm"]["files"]["model"]))
+    trees = xgboost.Booster()
+    trees.load_model(str(directory / members["xgboost"]["files"]["model"]))
+    out = {"lightgbm": booster.predict(tabular), "xgboost": trees.inplace_predict(tabular, validate_features=False)}
+    for name, rows in (("ridge", tabular), ("lstm", sequence[:, -members["lstm"]["sequence_length"]:, :])):
+        session = onnxruntime.InferenceSession(str(directory / members[name]["files"]["onnx"]))
+        (output,) = session.run(["SCORE"], {session.get_inputs()[0].name: np.ascontiguousarray(rows, dtype=np.float32)})
+        out[name] = np.asarray(output, dtype=np.float64).reshape(len(rows), -1)[:, 0]
+    return {name: np.asarray(scores, dtype=np.float64) for name, scores in out.items()}
