@@ -171,7 +171,7 @@ class DriftAlertReader:
     def _acknowledge_handed(self) -> None:
         if self.handed is not None:
             p, offset = self.handed
-            self.handed_to[p] = offset + 1
+            self.handled_to[p] = offset + 1
             self.handed = None
             self._commit()
 
