@@ -100,7 +100,7 @@ def test_a_reader_killed_at_random_points_while_the_engine_publishes_delivers_ev
     settings = world["settings"]
     rng = random.Random(SEED)
     group, out, log = f"subscriber-{new_tag()}", tmp_path / "delivered.jsonl", tmp_path / "reader.log"
-    counts_at_kill = []
+    counts_at_kill, engine_running = [], []
     for run in range(KILLS):
         target = delivered_count(out) + rng.randint(10, 60)
         process = reader_process(settings, group, out, run, log)
@@ -112,6 +112,7 @@ def test_a_reader_killed_at_random_points_while_the_engine_publishes_delivers_ev
         process.send_signal(signal.SIGKILL)
         process.wait()
         counts_at_kill.append(delivered_count(out))
+        engine_running.append(engine["process"].poll() is None)
     engine_finished(engine)
     final = reader_process(settings, group, out, KILLS, log, until_caught_up=True)
     assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
@@ -137,6 +138,7 @@ def test_a_reader_killed_at_random_points_while_the_engine_publishes_delivers_ev
 
     total = len(committed)
     assert all(0 < count < total for count in counts_at_kill), (counts_at_kill, total)
+    assert engine_running[0], "the first kill landed after the engine had finished"
     assert counts_at_kill == sorted(set(counts_at_kill)), "a restart delivered nothing new before its kill"
     missing = sorted(set(committed) - set(deliveries))
     assert not missing, f"{len(missing)} of {total} committed cross-sections never delivered, e.g. {missing[:3]}"
@@ -166,7 +168,7 @@ def test_signalml_tail_from_the_beginning_prints_every_committed_cross_section_a
     committed = committed_cross_sections(settings)
 
     printed = [json.loads(line) for line in tail(settings, "--json", "--from-beginning")]
-    assert collections.Counter((p["model_set"], p["ts"]) for p in printed) == collections.Counter(committed)
+    assert collections.Counter((p["model_set"], p["ts"]) for p in printed) == collections.Counter(list(committed))
     for entry in printed:
         assert as_scores(entry) == committed[(entry["model_set"], entry["ts"])]
 
