@@ -273,6 +273,15 @@ def test_drift_alerts_come_filtered_by_severity_kind_and_model_set_and_resume_af
         if i == 4:
             producer.produce(topic, key=b"x", value=b"{not json")
     producer.flush(30)
+    aborting = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers,
+                         "transactional.id": f"client-test-{topic}"})
+    aborting.init_transactions(30)
+    aborting.begin_transaction()
+    ghost = DriftEvent(ts=999_000, kind="score_psi", subject="ghost", statistic=9.0, threshold=0.25,
+                       severity="critical", model_set="ms-a")
+    aborting.produce(topic, key=ghost.key().encode(), value=encode(ghost))
+    aborting.flush(30)
+    aborting.abort_transaction(30)
 
     with DriftAlertReader(settings, None, from_beginning=True, min_severity="warning",
                           kinds=["score_psi", "ic_decay"], model_sets=["ms-a"]) as reader:
