@@ -79,6 +79,13 @@ def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_starte
     assert set(keys) == expected
     assert {s.model_set for s in signals} == {summary["model_set"]}
     assert summary["signals"] == len(expected) and summary["complete_cross_sections"] == QUICK.tail_days
+    # A subscriber's view of the same topic: every tail cross-section, whole, once.
+    tailed = subprocess.run([sys.executable, "-m", "signalml.cli", "tail", "signals", "--from-beginning", "--json"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert tailed.returncode == 0, tailed.stderr[-3000:]
+    cross_sections = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert sorted((xs["ts"], symbol) for xs in cross_sections for symbol in xs["symbols"]) == sorted(expected)
+    assert len(cross_sections) == QUICK.tail_days == len({xs["ts"] for xs in cross_sections})
     # The monitor started at the end of the topics (after the warm-up) and
     # evaluated every tail cross-section whose returns matured.
     horizon = settings.training.label_horizon_bars

@@ -188,13 +188,17 @@ def test_signalml_tail_from_the_beginning_prints_every_committed_cross_section_a
 # ---------------------------------------------------------------- aborted transactions
 
 
-SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH"]  # the i-th on partition i % 4
 
 
-def cross_section(model_set: str, ts: int, scale: float) -> list[Signal]:
-    return [Signal(ts=ts, symbol=s, score=scale * (i + 1), rank=(i + 1) / len(SYMBOLS), members={"m": scale * i},
-                   model_set=model_set, cross_section_size=len(SYMBOLS), horizon_bars=5)
-            for i, s in enumerate(SYMBOLS)]
+def cross_section(model_set: str, ts: int, scale: float, size: int = 5) -> list[Signal]:
+    return [Signal(ts=ts, symbol=s, score=scale * (i + 1), rank=(i + 1) / size, members={"m": scale * i},
+                    model_set=model_set, cross_section_size=size, horizon_bars=5)
+            for i, s in enumerate(SYMBOLS[:size])]
+
+
+def scores(scale: float, size: int = 5) -> dict[str, float]:
+    return {s: scale * (i + 1) for i, s in enumerate(SYMBOLS[:size])}
 
 
 @pytest.fixture
@@ -206,53 +210,73 @@ def private_world(stack, tmp_path):
 
 def test_a_reader_never_delivers_an_aborted_transactions_signals_and_resumes_where_its_group_left_off(
         private_world):
+    """Committed and aborted transactions interleaved (an aborted cross-section
+    and a committed one with the same key), then cross-section X written in two
+    transactions around a whole cross-section Y, on every partition: Y
+    completes first, and while X is handed over, Y's records lie after X's
+    first ones (still needed) on every partition."""
     settings = private_world
     topic = settings.kafka.topics.signals.name
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers,
                          "transactional.id": f"client-test-{topic}"})
     producer.init_transactions(30)
+
+    def write(signals: list[Signal], commit: bool = True) -> None:
+        producer.begin_transaction()
+        for s in signals:
+            producer.produce(topic, key=s.symbol.encode(), value=encode(s), partition=SYMBOLS.index(s.symbol) % 4)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.flush(30)
+            producer.abort_transaction(30)
+
     committed: dict[tuple[str, int], dict[str, float]] = {}
-    aborted: set[tuple[str, int, float]] = set()
     for ts in range(1, 13):
         for model_set in ("ms-a", "ms-b"):
-            for scale, commit in ((-1.0, False), (1.0 + ts, True)) if ts % 3 == 0 else ((1.0 + ts, True),):
-                producer.begin_transaction()
-                for s in cross_section(model_set, ts * 1000, scale):
-                    producer.produce(topic, key=s.symbol.encode(), value=encode(s))
-                if commit:
-                    producer.commit_transaction(30)
-                    committed[(model_set, ts * 1000)] = {s: scale * (i + 1) for i, s in enumerate(SYMBOLS)}
-                else:
-                    producer.flush(30)
-                    producer.abort_transaction(30)
-                    aborted.add((model_set, ts * 1000, scale))
+            if ts % 3 == 0:
+                write(cross_section(model_set, ts * 1000, -1.0), commit=False)
+            write(cross_section(model_set, ts * 1000, 1.0 + ts))
+            committed[(model_set, ts * 1000)] = scores(1.0 + ts)
+    x, y = cross_section("ms-a", 100_000, 7.0, size=8), cross_section("ms-b", 100_000, 8.0, size=8)
+    write(x[:4])  # one signal on each partition
+    write(y)
+    write(x[4:])  # one more on each partition
+    committed[("ms-a", 100_000)], committed[("ms-b", 100_000)] = scores(7.0, 8), scores(8.0, 8)
     producer.begin_transaction()
-    producer.produce(topic, key=b"AAA", value=b"not a signal")
+    producer.produce(topic, key=b"AAA", value=b"not a signal", partition=0)
     producer.commit_transaction(30)
-    assert aborted
 
     group = f"subscriber-{new_tag()}"
-    got: list[SignalCrossSection] = []
-    with CrossSectionReader(settings, group, from_beginning=True) as reader:
-        for xs in reader.until_caught_up(timeout_s=60):
-            got.append(xs)
-            if len(got) == 7:
-                break  # the 7th is handed over, not acknowledged
-    with CrossSectionReader(settings, group, from_beginning=True) as reader:
-        rest = list(reader.until_caught_up(timeout_s=60))
-    assert rest[0].ts == got[-1].ts and rest[0].model_set == got[-1].model_set, "the unacknowledged one comes again"
-    delivered = got[:-1] + rest
+    runs: list[list[SignalCrossSection]] = []
+    stops = [lambda got: len(got) == 7, lambda got: (got[-1].model_set, got[-1].ts) == ("ms-a", 100_000),
+             lambda got: False]
+    for stop in stops:  # each run stops right after it was handed one, before acknowledging it
+        got: list[SignalCrossSection] = []
+        with CrossSectionReader(settings, group, from_beginning=True) as reader:
+            for xs in reader.until_caught_up(timeout_s=60):
+                got.append(xs)
+                if stop(got):
+                    break
+        runs.append(got)
+    for before, after in zip(runs, runs[1:]):
+        assert (after[0].model_set, after[0].ts) == (before[-1].model_set, before[-1].ts), \
+            "the one handed over and not acknowledged comes again"
+    assert [(xs.model_set, xs.ts) for xs in runs[1][-2:]] == [("ms-b", 100_000), ("ms-a", 100_000)], [[(xs.model_set, xs.ts) for xs in run] for run in runs]
+    assert [(xs.model_set, xs.ts) for xs in runs[2]] == [("ms-a", 100_000)], "Y is not delivered again"
+    delivered = runs[0][:-1] + runs[1][:-1] + runs[2]
     keys = [(xs.model_set, xs.ts) for xs in delivered]
-    assert sorted(keys) == sorted(committed), "each committed cross-section once"
+    assert sorted(keys) == sorted(committed), "each committed cross-section once, none aborted"
     for xs in delivered:
         assert dict(zip(xs.symbols, xs.scores.tolist())) == committed[(xs.model_set, xs.ts)]
-        assert xs.size == len(SYMBOLS) and xs.horizon_bars == 5
+        assert xs.size == len(committed[(xs.model_set, xs.ts)]) and xs.horizon_bars == 5
 
     with CrossSectionReader(settings, group, from_beginning=True) as reader:
         assert list(reader.until_caught_up(timeout_s=60)) == [], "a group read to its end delivers nothing again"
     with CrossSectionReader(settings, None, from_beginning=True, model_sets=["ms-b"]) as reader:
         only_b = [(xs.model_set, xs.ts) for xs in reader.until_caught_up(timeout_s=60)]
-        assert reader.counts.undecodable == 1 and reader.counts.incomplete == 0 and reader.filtered == len(only_b)
+        assert reader.counts.undecodable == 1 and reader.counts.incomplete == 0 and \
+            reader.filtered == sum(1 for k in committed if k[0] == "ms-a")
     assert sorted(only_b) == sorted(k for k in committed if k[0] == "ms-b")
 
 
