@@ -58,8 +58,25 @@ def tail_bars(warmup_bars: int) -> set[tuple[int, str]]:
             if not isinstance(validator.validate(payload), Rejection)}
 
 
-def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_started(stack, tmp_path):
-    env = demo_env(tmp_path, new_tag())
+@pytest.fixture
+def demo_tag():
+    """A tag for the demo's private topics, deleted at the end."""
+    from confluent_kafka.admin import AdminClient
+
+    tag = new_tag()
+    yield tag
+    settings = load_settings(REPO / "signalml.yaml")
+    names = [f"{base}.demo-{tag}" for base in TOPICS.values()]
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            future.result(60)
+        except Exception:  # noqa: BLE001 - never created, or already gone
+            pass
+
+
+def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_started(stack, tmp_path, demo_tag):
+    env = demo_env(tmp_path, demo_tag)
     settings = load_settings(REPO / "signalml.yaml", environ=env)
     out = tmp_path / "out"
     started = time.monotonic()
