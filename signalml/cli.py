@@ -216,6 +216,28 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+
+    from signalml.client import CrossSectionReader, DriftAlertReader
+    from signalml.client.lines import cross_section_line, drift_line
+
+    follow = args.follow or not args.from_beginning
+    if args.stream == "signals":
+        topic = settings.kafka.topics.signals_challenger.name if args.challenger else None
+        reader = CrossSectionReader(settings, args.group, topic=topic, from_beginning=args.from_beginning,
+                                    model_sets=args.model_set)
+        show = (lambda xs: json.dumps(xs.as_dict())) if args.json else (lambda xs: cross_section_line(xs, args.names))
+    else:
+        reader = DriftAlertReader(settings, args.group, from_beginning=args.from_beginning,
+                                  min_severity=args.min_severity, kinds=args.kind, model_sets=args.model_set)
+        show = (lambda event: msgspec.json.encode(event).decode()) if args.json else drift_line
+    with reader:
+        for item in (iter(reader) if follow else reader.until_caught_up()):
+            print(show(item), flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -306,6 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--watch: stop once no drift event arrived for S seconds")
     p.add_argument("--max-retrains", type=int, default=None, metavar="N", help="--watch: stop after N retrains")
     p.set_defaults(handler=cmd_retrain)
+
+    p = sub.add_parser("tail", help="complete cross-sections of signals, or drift events, one line each")
+    p.add_argument("stream", choices=("signals", "drift"))
+    p.add_argument("--from-beginning", action="store_true",
+                   help="start at the topic's start (default: its end); stops once caught up unless --follow")
+    p.add_argument("--follow", action="store_true",
+                   help="keep reading as the engine publishes (implied without --from-beginning)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--group", metavar="ID", help="resume from, and commit to, this consumer group (default: none)")
+    p.add_argument("--model-set", action="append", metavar="ID", help="only this model set (repeatable)")
+    p.add_argument("--challenger", action="store_true", help="signals: the challenger's topic")
+    p.add_argument("--names", type=int, default=3, metavar="N", help="signals: top and bottom names shown (default 3)")
+    p.add_argument("--min-severity", default="info", choices=("info", "warning", "critical"),
+                   help="drift: events at or above this severity (default info)")
+    p.add_argument("--kind", action="append", metavar="KIND", help="drift: only this kind (repeatable)")
+    p.set_defaults(handler=cmd_tail)
 
     p = sub.add_parser("demo", help="everything on the bundled data, one command: train, publish, serve, replay, watch")
     p.add_argument("--speed", type=_positive, default=4.0, help="tail bar times per second (default 4)")

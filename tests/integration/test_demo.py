@@ -58,8 +58,25 @@ def tail_bars(warmup_bars: int) -> set[tuple[int, str]]:
             if not isinstance(validator.validate(payload), Rejection)}
 
 
-def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_started(stack, tmp_path):
-    env = demo_env(tmp_path, new_tag())
+@pytest.fixture
+def demo_tag():
+    """A tag for the demo's private topics, deleted at the end."""
+    from confluent_kafka.admin import AdminClient
+
+    tag = new_tag()
+    yield tag
+    settings = load_settings(REPO / "signalml.yaml")
+    names = [f"{base}.demo-{tag}" for base in TOPICS.values()]
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            future.result(60)
+        except Exception:  # noqa: BLE001 - never created, or already gone
+            pass
+
+
+def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_started(stack, tmp_path, demo_tag):
+    env = demo_env(tmp_path, demo_tag)
     settings = load_settings(REPO / "signalml.yaml", environ=env)
     out = tmp_path / "out"
     started = time.monotonic()
@@ -79,6 +96,13 @@ def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_starte
     assert set(keys) == expected
     assert {s.model_set for s in signals} == {summary["model_set"]}
     assert summary["signals"] == len(expected) and summary["complete_cross_sections"] == QUICK.tail_days
+    # A subscriber's view of the same topic: every tail cross-section, whole, once.
+    tailed = subprocess.run([sys.executable, "-m", "signalml.cli", "tail", "signals", "--from-beginning", "--json"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert tailed.returncode == 0, tailed.stderr[-3000:]
+    cross_sections = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert sorted((xs["ts"], symbol) for xs in cross_sections for symbol in xs["symbols"]) == sorted(expected)
+    assert len(cross_sections) == QUICK.tail_days == len({xs["ts"] for xs in cross_sections})
     # The monitor started at the end of the topics (after the warm-up) and
     # evaluated every tail cross-section whose returns matured.
     horizon = settings.training.label_horizon_bars
