@@ -7,6 +7,7 @@ import pytest
 
 from models.bench_inference import run
 from signalml.config import load_settings
+from stream.features.names import feature_names
 from tests.unit.serving.servers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ def test_the_benchmark_reports_served_and_native_latencies_per_member_and_fanout
         },
     )
     report = run(settings, rounds=3, rows=(10, 40))
-    assert report["model_set"]["sequence_length"] == 5 and report["model_set"]["n_features"] == 30
+    assert report["model_set"]["sequence_length"] == 5 and report["model_set"]["n_features"] == len(feature_names(settings.features)) == 195
     assert set(report["rows"]) == {"10", "40"}
     for entry in report["rows"].values():
         assert set(entry["triton"]) == {"lightgbm", "xgboost", "lstm", "fanout"}

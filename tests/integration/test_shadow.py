@@ -112,8 +112,8 @@ def test_the_challenger_scores_the_same_bars_beside_the_champion_onto_its_own_to
     assert champion and set(challenger) == set(champion)
     assert {s.model_set for s in champion.values()} == {world["champion"].model_set}
     assert {s.model_set for s in challenger.values()} == {world["challenger"].model_set}
-    assert {tuple(sorted(s.members)) for s in champion.values()} == {("lightgbm",)}
-    assert {tuple(sorted(s.members)) for s in challenger.values()} == {("lightgbm", "xgboost")}
+    assert {tuple(sorted(s.members)) for s in champion.values()} == {("lightgbm", "ridge")}
+    assert {tuple(sorted(s.members)) for s in challenger.values()} == {("lightgbm", "ridge", "xgboost")}
 
 
 def test_the_monitor_reports_both_sets_rank_ic_side_by_side(world, shadow):
@@ -125,7 +125,7 @@ def test_the_monitor_reports_both_sets_rank_ic_side_by_side(world, shadow):
     assert champion["last_ts"] == challenger["last_ts"]
     # After the flip the champion ranks backwards and the challenger does not.
     assert champion["rolling_rank_ic"]["ensemble"] < -0.05 < 0.05 < challenger["rolling_rank_ic"]["ensemble"]
-    assert set(challenger["rolling_rank_ic"]) == {"ensemble", "lightgbm", "xgboost"}
+    assert set(challenger["rolling_rank_ic"]) == {"ensemble", "lightgbm", "ridge", "xgboost"}
     assert champion["training_rank_ic"]["ensemble"] == pytest.approx(
         world["champion"].training_metrics["ensemble:average"]["rank_ic"])
 
@@ -137,7 +137,7 @@ def test_after_a_triton_restart_load_current_brings_back_the_challengers_models_
     assert load_current(settings).model_set == world["champion"].model_set
     with SyncInferenceClient.from_settings(settings, timeout_s=30.0) as client:
         assert all(client.ready(world["champion"]).values())
-        assert client.ready(world["challenger"]) == {"lightgbm": True, "xgboost": True}
+        assert client.ready(world["challenger"]) == {"lightgbm": True, "ridge": True, "xgboost": True}
 
 
 def test_promote_makes_the_challenger_the_champion_by_a_manifest_publish(world, shadow):
