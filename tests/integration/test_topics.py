@@ -67,13 +67,13 @@ def test_the_broker_does_not_create_a_topic_on_first_use(fresh_names, settings):
 
 @pytest.mark.parametrize("command", [["serve"], ["replay", "--bars", "data/sp500_daily_2015_2019.parquet"],
                                      ["monitor"], ["retrain", "--once"]])
-def test_a_command_refuses_to_start_against_a_missing_topic(fresh_names, command):
+def test_a_command_refuses_to_start_against_a_missing_topic(fresh_names, settings, command):
     names, admin = fresh_names
     done = signalml(env_with(bars=names["bars"]), *command)
     assert done.returncode == 1
     message = done.stderr.strip().splitlines()[-1]
     assert message == (f"signalml: error: kafka topic {names['bars']!r} (kafka.topics.bars.name) does not exist "
-                       f"on 127.0.0.1:9092: `signalml up` creates the configured topics")
+                       f"on {settings.kafka.bootstrap_servers}: `signalml up` creates the configured topics")
     assert names["bars"] not in admin.list_topics(timeout=10).topics
 
 
