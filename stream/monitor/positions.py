@@ -11,8 +11,8 @@ reach the monitor, so a symbol's forward return silently spans the wrong
 bars.
 
 So the monitor keeps, per source partition, the next offset it expects
-(``o|TOPIC|PARTITION`` in the state table, written last for each record, so
-a recovered position implies the record's other writes were recovered
+(``o|TOPIC|PARTITION`` in the state table, written last for each batch, so
+a recovered position implies the batch's other writes were recovered
 too). A partition without a position starts at the group's committed
 offset, or at its beginning. A record before it is a replay and is skipped. A record after it
 means either offsets that hold no record for a ``read_committed`` reader
@@ -34,16 +34,28 @@ def position_key(topic: str, partition: int) -> str:
 
 
 class Positions:
-    """Next expected offset per source partition, in the state ``store``."""
+    """Next expected offset per source partition: in memory while a batch
+    runs, in the state ``store`` once :meth:`flush` writes it."""
 
     def __init__(self, store: MutableMapping):
         self.store = store
+        self.unwritten: dict[str, int] = {}
 
     def expected(self, topic: str, partition: int) -> int | None:
-        return self.store.get(position_key(topic, partition))
+        key = position_key(topic, partition)
+        return self.unwritten.get(key, self.store.get(key))
 
     def advance(self, topic: str, partition: int, offset: int) -> None:
-        self.store[position_key(topic, partition)] = offset + 1
+        self.unwritten[position_key(topic, partition)] = offset + 1
+
+    def flush(self) -> None:
+        for key, offset in self.unwritten.items():
+            self.store[key] = offset
+        self.unwritten = {}
+
+    def forget(self) -> None:
+        """Drop unwritten positions (the table is being recovered anew)."""
+        self.unwritten = {}
 
 
 class GapReader:
