@@ -129,7 +129,8 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
     monitor = DriftMonitor(cfg, state, default_horizon_bars=settings.training.label_horizon_bars, fetch=fetch,
                            on_release=metrics.observe)
     started = time.monotonic()
-    progress = {"last_message_at": None}
+    progress = {"last_message_at": None, "busy_s": 0.0, "batches": 0, "first_batch_at": None,
+                "last_batch_done_at": None}
     positions = Positions(state)
 
     def handle(source_name: str, key: bytes | None, value: bytes, offset: int) -> list:
@@ -197,7 +198,7 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
                 # through the gap check of the partition's next record.
                 metrics.deferred.inc(len(batch))
                 continue
-            progress["last_message_at"] = time.monotonic()
+            progress["last_message_at"] = batch_started = time.monotonic()
             events = []
             for event in batch:
                 message = event.message
@@ -217,6 +218,10 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
             for role in monitor.roles:
                 metrics.pending.labels(role).set(len(monitor.windows[role]))
             metrics.batch_records.observe(len(batch))
+            progress["busy_s"] += time.monotonic() - batch_started
+            progress["batches"] += 1
+            progress["first_batch_at"] = progress["first_batch_at"] or batch_started
+            progress["last_batch_done_at"] = time.monotonic()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):
@@ -242,7 +247,13 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
 
     @app.page("/status")
     async def status_page(web, request):
-        return web.json(monitor.report())
+        # span_s: first batch started -> last batch done (waits for input
+        # included), the denominator of `signalml bench monitor`; busy_s: the
+        # time inside batches (processing, delivering, writing and confirming
+        # the table).
+        first, last = progress["first_batch_at"], progress["last_batch_done_at"]
+        return web.json({**monitor.report(), "batches": progress["batches"], "busy_s": round(progress["busy_s"], 4),
+                         "span_s": None if first is None else round(last - first, 4)})
 
     app.signalml_monitor = monitor  # for in-process checks
     return app
