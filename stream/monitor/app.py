@@ -24,7 +24,9 @@ Workarounds of faust-streaming 0.15.3 that remain: the worker's consumer
 reads ``read_committed`` (Faust does so only in its exactly-once mode, and
 an aborted engine transaction must not reach the monitor); the positions
 table and gap reader (:mod:`.positions`: after a restart the consumer can
-skip records); the confirmed table (:mod:`.changelog`: Faust can commit an
+skip records), with a catch-up timer for records set aside while a
+rebalance reloaded the state (Faust rebalances at start-up, when its
+changelog topic appears); the confirmed table (:mod:`.changelog`: Faust can commit an
 offset ahead of the changelog writes it caused). Each now costs once per
 batch, not once per message.
 """
@@ -49,7 +51,7 @@ from signalml.errors import ServiceError
 from stream.monitor.changelog import ConfirmedTable
 from stream.monitor.metrics import MonitorMetrics
 from stream.monitor.monitor import DriftMonitor
-from stream.monitor.positions import GapReader, Positions
+from stream.monitor.positions import GapReader, Positions, read_offsets
 from stream.roles import CHALLENGER_KEY, CHAMPION_KEY
 
 log = logging.getLogger("signalml.monitor")
@@ -117,9 +119,8 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
         if not offsets:
             return {}
         wanted = set(offsets)
-        found = {offset: _record.decode(value) for offset, _, value in gaps.read(xs_topic, 0, min(offsets),
-                                                                                  max(offsets) + 1)
-                 if offset in wanted}
+        found = {offset: _record.decode(value)
+                 for offset, value in read_offsets(kafka.bootstrap_servers, xs_topic, 0, offsets).items()}
         missing = wanted - set(found)
         if missing:
             raise ServiceError(f"{xs_topic}: records at offsets {sorted(missing)} are gone (retention?); the monitor "
@@ -169,11 +170,20 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
         positions.advance(topic, partition, offset)
         return events
 
+    # Offsets the consumer delivered in this process, per source partition:
+    # the first (where a partition without a position starts, even when
+    # Faust has committed past records the monitor set aside) and the next
+    # after the last (how far the catch-up below must read).
+    first_seen: dict[tuple[str, int], int] = {}
+    seen_until: dict[tuple[str, int], int] = {}
+    batch_lock = asyncio.Lock()  # one batch at a time: the agent's or the catch-up's
+
     async def in_order(topic: str, partition: int, offset: int, key, value, loop) -> list:
         """The record, after any the consumer skipped before it (see .positions)."""
         expected = positions.expected(topic, partition)
         if expected is None:
             expected = await loop.run_in_executor(None, gaps.first_offset, topic, partition)
+            expected = min(expected, first_seen.get((topic, partition), expected))
         if offset < expected:
             metrics.replayed.labels(sources[topic]).inc()
             return []  # processed before a restart
@@ -188,40 +198,79 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
                 events += process_record(topic, partition, missed_offset, missed_key, missed_value)
         return events + process_record(topic, partition, offset, key, value)
 
+    async def process_batch(records: list[tuple], loop) -> bool:
+        """Records ``(topic, partition, offset, key, value)`` in order: their
+        events delivered, then the table written and confirmed. False when a
+        rebalance reloaded the state meanwhile (nothing is written then)."""
+        started_at = time.monotonic()
+        generation = monitor.generation
+        events = []
+        for topic, partition, offset, key, value in records:
+            events += await in_order(topic, partition, offset, key, value, loop)
+        await deliver(events)
+        if not monitor.loaded or monitor.generation != generation:
+            # The batch's changes are gone from memory, so its positions are
+            # not written either; the catch-up reads its records again (their
+            # events, re-sent, keep their keys).
+            positions.forget()
+            return False
+        monitor.commit()
+        positions.flush()  # the batch's last writes (see .positions)
+        try:
+            await state.confirmed()  # only then may Faust acknowledge the batch (see .changelog)
+        except Exception as exc:  # noqa: BLE001 - whatever the Kafka client raised
+            # The table now lacks a write that its offsets may not: stop
+            # before this batch is acknowledged; a restart recovers the
+            # table and replays from the last committed offset.
+            log.critical("a changelog write failed (%r); exiting without acknowledging the batch", exc)
+            os._exit(70)
+        for role in monitor.roles:
+            metrics.pending.labels(role).set(len(monitor.windows[role]))
+        metrics.batch_records.observe(len(records))
+        progress["busy_s"] += time.monotonic() - started_at
+        progress["batches"] += 1
+        progress["first_batch_at"] = progress["first_batch_at"] or started_at
+        progress["last_batch_done_at"] = time.monotonic()
+        return True
+
     @app.agent(source)
     async def process(stream):
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(cfg.batch_max_records, within=cfg.batch_wait_s):
+            records = [(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.value)
+                       for e in batch]
+            for topic, partition, offset, _, _ in records:
+                first_seen.setdefault((topic, partition), offset)
+                seen_until[(topic, partition)] = max(seen_until.get((topic, partition), 0), offset + 1)
+            progress["last_message_at"] = time.monotonic()
             if not monitor.loaded:
                 # Delivered while the table is still being recovered: its
-                # positions are not known yet. Left alone, they come back
-                # through the gap check of the partition's next record.
+                # positions are not known yet. Set aside; the catch-up
+                # processes them once the state is loaded.
                 metrics.deferred.inc(len(batch))
                 continue
-            progress["last_message_at"] = batch_started = time.monotonic()
-            events = []
-            for event in batch:
-                message = event.message
-                events += await in_order(message.topic, message.partition, message.offset, message.key,
-                                         event.value, loop)
-            await deliver(events)
-            monitor.commit()
-            positions.flush()  # the batch's last writes (see .positions)
-            try:
-                await state.confirmed()  # only then may Faust acknowledge the batch (see .changelog)
-            except Exception as exc:  # noqa: BLE001 - whatever the Kafka client raised
-                # The table now lacks a write that its offsets may not: stop
-                # before this batch is acknowledged; a restart recovers the
-                # table and replays from the last committed offset.
-                log.critical("a changelog write failed (%r); exiting without acknowledging the batch", exc)
-                os._exit(70)
-            for role in monitor.roles:
-                metrics.pending.labels(role).set(len(monitor.windows[role]))
-            metrics.batch_records.observe(len(batch))
-            progress["busy_s"] += time.monotonic() - batch_started
-            progress["batches"] += 1
-            progress["first_batch_at"] = progress["first_batch_at"] or batch_started
-            progress["last_batch_done_at"] = time.monotonic()
+            async with batch_lock:
+                await process_batch(records, loop)
+
+    @app.timer(1.0)
+    async def catch_up():
+        """Records delivered but set aside (during a recovery or a rebalance)
+        at the end of a stream have no later record to reveal them: read
+        them from the broker."""
+        if not monitor.loaded:
+            return
+        loop = asyncio.get_running_loop()
+        async with batch_lock:
+            for (topic, partition), until in list(seen_until.items()):
+                expected = positions.expected(topic, partition)
+                if expected is None:
+                    expected = first_seen[(topic, partition)]
+                if expected >= until:
+                    continue
+                missed = await loop.run_in_executor(None, gaps.read, topic, partition, expected, until)
+                if missed:
+                    metrics.recovered.labels(sources[topic]).inc(len(missed))
+                    await process_batch([(topic, partition, *record) for record in missed], loop)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):

@@ -62,6 +62,7 @@ class DriftMonitor:
         self.dirty: set[str] = set()
         self.counts = {"records": 0, "replayed_records": 0, "released": 0, "returns_given_up": 0}
         self.loaded = False
+        self.generation = 0  # how many times the state was loaded
 
     # ---------------------------------------------------------------- state
 
@@ -86,6 +87,7 @@ class DriftMonitor:
             if record.get("analyzer"):
                 self.analyzers[role] = ModelSetAnalyzer.from_state(self.cfg, record["analyzer"])
         self.loaded = True
+        self.generation += 1
 
     def invalidate(self) -> None:
         """Forget the in-memory state (a rebalance may recover the store

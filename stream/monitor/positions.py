@@ -120,3 +120,42 @@ class GapReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def read_offsets(bootstrap_servers: str, topic: str, partition: int, offsets: list[int],
+                 timeout_s: float = 60.0) -> dict[int, bytes]:
+    """The committed records at ``offsets`` of one partition, by offset
+    (a fresh consumer each time: no end-of-partition event of an earlier
+    read can cut this one short). An offset with no committed record is
+    absent from the result."""
+    wanted = set(offsets)
+    if not wanted:
+        return {}
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": "signalml-monitor-record-reader",  # required by the client; nothing is committed
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    })
+    found: dict[int, bytes] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([TopicPartition(topic, partition, min(wanted))])
+        while True:
+            message = consumer.poll(0.5)
+            if message is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}[{partition}]: offsets {sorted(wanted)} not read in {timeout_s:.0f} s")
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return found
+                raise RuntimeError(f"{topic}[{partition}]: {error}")
+            if message.offset() in wanted:
+                found[message.offset()] = message.value()
+            if message.offset() >= max(wanted):
+                return found
+    finally:
+        consumer.close()
