@@ -42,8 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 class MonitorProcess:
     """``signalml monitor`` on ``settings``, watched through ``/status``."""
 
-    def __init__(self, settings: Settings, tag: str):
-        self.settings = _with(settings, {"monitor": {"app_id": f"bench-monitor-{tag}", "http_port": free_port()}})
+    def __init__(self, settings: Settings, tag: str, created: list[str]):
+        app_id = f"bench-monitor-{tag}"
+        self.settings = _with(settings, {"monitor": {"app_id": app_id, "http_port": free_port()}})
+        created += [f"{app_id}-state-changelog", f"{app_id}-__assignor-__leader"]  # Faust's own topics
         folder = settings.state_dir / "bench-monitor"
         folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / f"{tag}.log"
@@ -99,8 +101,8 @@ def _taken(report: dict) -> int:
     return report["counts"]["records"] + report["counts"]["replayed_records"]
 
 
-def _monitor_throughput(settings: Settings, tag: str, n_symbols: int, n_records: int) -> dict:
-    monitor = MonitorProcess(settings, tag)
+def _monitor_throughput(settings: Settings, tag: str, n_symbols: int, n_records: int, created: list[str]) -> dict:
+    monitor = MonitorProcess(settings, tag, created)
     try:
         report = monitor.wait(lambda r: _taken(r) >= n_records, f"{n_records} records", 600)
     finally:
@@ -111,7 +113,8 @@ def _monitor_throughput(settings: Settings, tag: str, n_symbols: int, n_records:
             "bars_per_s": round(n_records * n_symbols / span, 1) if span else None}
 
 
-def _live_lag(world: Settings, frame: pd.DataFrame, tag: str, created: list[str], bar_times_per_s: float) -> dict:
+def _live_lag(world: Settings, world_tag: str, frame: pd.DataFrame, tag: str, created: list[str],
+              bar_times_per_s: float) -> dict:
     settings = _fresh(world, tag, created)
     warmup = settings.serving.warmup_bars
     times = [int(t) for t in np.unique(frame["ts"].to_numpy())]
@@ -135,7 +138,7 @@ def _live_lag(world: Settings, frame: pd.DataFrame, tag: str, created: list[str]
 
     try:
         engine.wait(lambda h: h["ready"], "a ready model set", 180)
-        monitor = MonitorProcess(settings, tag)
+        monitor = MonitorProcess(settings, f"{world_tag}-{tag}", created)
         monitor.wait(lambda r: True, "start", 180)
         replay(settings, warm, source_file="synthetic")
         last_warm = times[warmup - 1]
@@ -189,14 +192,15 @@ def run(settings: Settings, *, symbols: tuple[int, ...] = (500, 5000), warmup_ba
             tag = f"mtp{n}"
             engine = _throughput(world, frame, tag, created)
             fresh = _fresh(world, tag, [])  # the same names _throughput used
-            monitor = _monitor_throughput(fresh, f"{pw.tag}-{tag}", n, warmup_bars + scored)
+            monitor = _monitor_throughput(fresh, f"{pw.tag}-{tag}", n, warmup_bars + scored, created)
             key = f"xs_{n}"
             result["throughput"][key] = {"engine": engine, "monitor": monitor}
             result["engine_bars_per_s"][key] = engine["bars_per_s"]
             result["monitor_bars_per_s"][key] = monitor["bars_per_s"]
-            result["monitor_vs_engine"][key] = round(monitor["bars_per_s"] / engine["bars_per_s"], 2)
+            result["monitor_vs_engine"][key] = (round(monitor["bars_per_s"] / engine["bars_per_s"], 2)
+                                                if monitor["bars_per_s"] else None)
         frame = synthetic_bars(live_symbols, warmup_bars + live_bar_times, seed=20_000 + live_symbols)
-        live = _live_lag(world, frame, "mlive", created, live_bar_times_per_s)
+        live = _live_lag(world, pw.tag, frame, "mlive", created, live_bar_times_per_s)
         result["live"] = {**live, "symbols": live_symbols}
         result["live_lag_bar_times"] = {"p50": live["p50"], "max": live["max"]}
         result["notes"] = (
