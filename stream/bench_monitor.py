@@ -97,14 +97,14 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _taken(report: dict) -> int:
-    return report["counts"]["records"] + report["counts"]["replayed_records"]
-
-
-def _monitor_throughput(settings: Settings, tag: str, n_symbols: int, n_records: int, created: list[str]) -> dict:
+def _monitor_throughput(settings: Settings, tag: str, n_symbols: int, n_records: int, last_ts: int,
+                        created: list[str]) -> dict:
     monitor = MonitorProcess(settings, tag, created)
     try:
-        report = monitor.wait(lambda r: _taken(r) >= n_records, f"{n_records} records", 600)
+        # The state says so only once the batch that took the last record
+        # was committed to the table.
+        report = monitor.wait(lambda r: (r["last_bar_time"]["champion"] or 0) >= last_ts and r["batches"] > 0,
+                              f"{n_records} records", 600)
     finally:
         monitor.stop()
     span = report["span_s"]
@@ -192,7 +192,8 @@ def run(settings: Settings, *, symbols: tuple[int, ...] = (500, 5000), warmup_ba
             tag = f"mtp{n}"
             engine = _throughput(world, frame, tag, created)
             fresh = _fresh(world, tag, [])  # the same names _throughput used
-            monitor = _monitor_throughput(fresh, f"{pw.tag}-{tag}", n, warmup_bars + scored, created)
+            monitor = _monitor_throughput(fresh, f"{pw.tag}-{tag}", n, warmup_bars + scored, int(frame["ts"].max()),
+                                          created)
             key = f"xs_{n}"
             result["throughput"][key] = {"engine": engine, "monitor": monitor}
             result["engine_bars_per_s"][key] = engine["bars_per_s"]
