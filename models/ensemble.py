@@ -156,6 +156,11 @@ class Ensemble(ABC):
             raise ValueError(f"scores must be [n, {len(self.members)}] for members {list(self.members)}, got {scores.shape}")
         return per_group(self._combine_cross_section, scores, groups)[:, 0]
 
+    def _refuse_unknown(self, weights: Mapping[str, float]) -> None:
+        unknown = set(weights) - set(self.members)
+        if unknown:
+            raise ValueError(f"weights for unknown member(s) {sorted(unknown)}")
+
     def combine_members(self, scores: Mapping[str, np.ndarray]) -> np.ndarray:
         """One cross-section given as {member: [n] scores}."""
         missing = [m for m in self.members if m not in scores]
@@ -184,9 +189,7 @@ class ICWeightedEnsemble(Ensemble):
 
     def __init__(self, members: Sequence[str], weights: Mapping[str, float]):
         super().__init__(members)
-        unknown = set(weights) - set(self.members)
-        if unknown:
-            raise ValueError(f"weights for unknown member(s) {sorted(unknown)}")
+        self._refuse_unknown(weights)
         self.weights = {m: float(weights.get(m, 0.0)) for m in self.members}
         if not any(w > 0 for w in self.weights.values()):
             raise ValueError("ic_weighted ensemble needs at least one positive weight")
@@ -263,9 +266,7 @@ class RankAverageEnsemble(Ensemble):
 
     def __init__(self, members: Sequence[str], weights: Mapping[str, float]):
         super().__init__(members)
-        unknown = set(weights) - set(self.members)
-        if unknown:
-            raise ValueError(f"weights for unknown member(s) {sorted(unknown)}")
+        self._refuse_unknown(weights)
         selected = [m for m in self.members if float(weights.get(m, 0.0)) > 0]
         if not selected:
             raise ValueError("rank_average ensemble needs at least one selected (positive-weight) member")
