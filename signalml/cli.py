@@ -81,8 +81,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from stream.bars_file import read_bars
     from stream.replay import replay
 
-    require_topics(settings, ["bars", "bars_dlq"])
     frame = read_bars(args.bars, symbols=args.symbols, start=args.from_date, end=args.to_date)
+    require_topics(settings, ["bars", "bars_dlq"])
     speed = None if args.speed == "max" else float(args.speed)
     with tqdm(total=len(frame), unit="bar", unit_scale=True, desc="replay", disable=args.quiet or None) as bar:
         summary = replay(settings, frame, source_file=args.bars, speed=speed, progress=bar.update)
