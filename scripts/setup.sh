@@ -72,6 +72,11 @@ else
     say "creating .venv (project with train, bench and test extras; torch from ${TORCH_INDEX:-PyPI})"
     [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
+    # An environment made before the train extra took xgboost-cpu has xgboost:
+    # both install the same `xgboost` module, so the old one goes first.
+    if .venv/bin/python -m pip show -q xgboost >/dev/null 2>&1; then
+        .venv/bin/python -m pip uninstall -y -q xgboost xgboost-cpu
+    fi
     .venv/bin/python -m pip install -q -c requirements-lock.txt ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
         -e '.[train,bench,test]'
     echo "$WANT" > "$STAMP"

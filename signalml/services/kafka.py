@@ -52,6 +52,10 @@ _JVM_OPTS = [
 def pinned_version(pom: Path | None = None) -> str:
     """The ``kafka.version`` property of ``kafka/pom.xml``."""
     pom = pom or POM
+    if not pom.is_file():
+        raise SetupError(f"kafka: {pom} not found: the embedded broker (`signalml up`) runs from a source "
+                         "checkout (pip install -e .); an installed package uses a running broker at "
+                         "kafka.host:kafka.port")
     try:
         node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", _POM_NS)
     except (OSError, ET.ParseError) as exc:
