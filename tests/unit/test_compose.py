@@ -215,6 +215,16 @@ def test_every_built_image_has_its_context_and_dockerfile(services):
             assert list(context.glob(source)), f"{name}: {image_dockerfile(service).name} copies {source}, which is not there"
 
 
+def test_dockerignore_lets_through_exactly_what_the_images_copy(services):
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", ".dockerignore must start by excluding everything (the venvs are several GB)"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied = {source for service in services.values() if "build" in service
+              for source in dockerfile_copy_sources(image_dockerfile(service))}
+    assert copied == allowed, f"copied but ignored: {sorted(copied - allowed)}; let through, never copied: {sorted(allowed - copied)}"
+
+
 def dockerfile_copy_sources(dockerfile: Path) -> list[str]:
     """The build-context paths a Dockerfile's COPY instructions read."""
     sources = []
