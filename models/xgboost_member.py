@@ -18,8 +18,9 @@ the best round at or past ``min_trees`` is kept (see
 Saved as XGBoost's UBJSON (``model.ubj``, the file the Triton backend
 reads by default; ``model_format="json"`` writes ``model.json``), cut at the
 best iteration so the file alone scores exactly like
-:meth:`XGBoostMember.predict`. Trains on CUDA when torch sees a GPU
-(``device="cuda"``), otherwise on the CPU with ``nthread`` threads.
+:meth:`XGBoostMember.predict`. Trains on CUDA when torch sees a GPU and
+this XGBoost build has CUDA (``xgboost``, not ``xgboost-cpu``:
+``device="cuda"``), otherwise on the CPU with ``nthread`` threads.
 
 Walk-forward reuse: none, each window refits (see ``models.lightgbm_member``).
 """
@@ -111,7 +112,7 @@ class XGBoostMember(Member):
             "seed": int(seed),
         }
         self.num_threads = int(num_threads or os.cpu_count() or 1)
-        self.device = device or ("cuda" if cuda_available() else "cpu")
+        self.device = device or ("cuda" if cuda_available() and xgboost.build_info().get("USE_CUDA") else "cpu")
         self.model_format = model_format
         self.shap_max_rows = int(shap_max_rows)
         self.booster: xgboost.Booster | None = None

@@ -5,8 +5,9 @@
 #
 # Installs scripts/triton-requirements.txt (numpy 1.26, nvidia-pytriton 0.7.0
 # = tritonserver 2.51.0, and what the Python-backend models import) into its
-# own venv, built from the same Python as the project, then copies the Python
-# backend stub for that Python version into the wheel's backends/python/.
+# own venv, built from the same Python as the project, with requirements-lock.txt
+# as constraints (every pin but numpy's, see scripts/lock.sh), then copies the
+# Python backend stub for that Python version into the wheel's backends/python/.
 # Idempotent: a stamp file in the venv records what was installed; when it
 # matches, nothing is done.
 #
@@ -16,10 +17,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQS="$ROOT/scripts/triton-requirements.txt"
+LOCK="$ROOT/requirements-lock.txt"
 VENV="${1:-$ROOT/.venv-triton}"
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 STAMP="$VENV/signalml-triton.json"
-STAMP_VERSION=2
+STAMP_VERSION=3
 
 say() { printf 'setup-triton: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -43,7 +45,7 @@ if [[ "$SHARED" != 1 ]]; then
     say "warning: $PY was built without --enable-shared; the backend stub needs libpython$PYVER.so.1.0 (from the system, if any)"
 fi
 
-REQ_HASH="$(sha256sum "$REQS" | cut -d' ' -f1)"
+REQ_HASH="$(cat "$REQS" "$LOCK" | sha256sum | cut -d' ' -f1)"
 WANT="$STAMP_VERSION $REQ_HASH $PY $PYVER"
 
 # ------------------------------------------------------------ up to date?
@@ -70,7 +72,11 @@ else
     "$PY" -m venv --clear "$VENV"
 fi
 rm -f "$STAMP"
-"$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQS"
+# The lock's pins but numpy's: the lock resolves numpy for the project (2.x),
+# the server keeps the numpy < 2 that triton-requirements.txt pins.
+CONSTRAINTS="$VENV/constraints.txt"
+grep -v '^numpy==' "$LOCK" > "$CONSTRAINTS"
+"$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQS" -c "$CONSTRAINTS"
 
 # numpy 2 in the server makes the Python backend return zeros silently.
 "$VENV/bin/python" - <<'PYEOF' || die "the server venv's packages do not import (see above)"

@@ -57,6 +57,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from signalml.services.kafka import KafkaBroker
+
+    report = KafkaBroker(settings).ensure_topics(timeout_s=args.timeout)
+    print(json.dumps({"topics": report, "bootstrap_servers": settings.kafka.bootstrap_servers}, indent=2))
+    return 0
+
+
 def _print_status(status: dict) -> None:
     for name, info in status.items():
         if not info.get("running"):
@@ -267,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--drift-events", type=int, default=5, metavar="N", help="how many of the last drift events (default 5)")
     p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("topics", help="create the configured topics that are missing on kafka.host:kafka.port (idempotent)")
+    p.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
+                   help="seconds to wait for the broker's answer and the new topics' leaders (default 30)")
+    p.set_defaults(handler=cmd_topics)
 
     p = sub.add_parser("replay", help="publish a bars file (parquet or CSV) to Kafka")
     p.add_argument("--bars", required=True, help="parquet or CSV file of bars")

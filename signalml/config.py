@@ -363,6 +363,11 @@ class RetrainSettings(Section):
     # walk-forward needs years); null: the topic alone.
     history_store: str | None = "data/sp500_daily_2015_2019.parquet"
     history_bars: int = Field(1260, ge=60, description="most recent bar times to retrain and evaluate on")
+    # The bars topic's retention.ms: the topic must still hold every bar since
+    # the store's last one, and history_bars daily bar times span five years.
+    topic_retention_days: float | None = Field(
+        1830.0, gt=0, description="days the bars topic keeps its bars (retention.ms); null: the broker's default"
+    )
     evaluation_bars: int = Field(
         252, ge=5, description="the most recent labelled bar times, out of sample for the candidate: the gate reads them"
     )

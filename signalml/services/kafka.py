@@ -52,6 +52,10 @@ _JVM_OPTS = [
 def pinned_version(pom: Path | None = None) -> str:
     """The ``kafka.version`` property of ``kafka/pom.xml``."""
     pom = pom or POM
+    if not pom.is_file():
+        raise SetupError(f"kafka: {pom} not found: the embedded broker (`signalml up`) runs from a source "
+                         "checkout (pip install -e .); an installed package uses a running broker at "
+                         "kafka.host:kafka.port")
     try:
         node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", _POM_NS)
     except (OSError, ET.ParseError) as exc:
@@ -249,11 +253,13 @@ class KafkaBroker:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import NewTopic
 
+        from signalml.services.topics import creation_config
+
         admin = self.admin()
         existing = self._metadata(admin, timeout_s).topics
         report: dict[str, str] = {}
         missing: list[NewTopic] = []
-        for topic in self.cfg.topics.all().values():
+        for key, topic in self.cfg.topics.all().items():
             if topic.name in existing:
                 have = len(existing[topic.name].partitions)
                 report[topic.name] = "exists"
@@ -262,7 +268,7 @@ class KafkaBroker:
                     log.warning("kafka: topic %s has %d partitions, configured %d; left unchanged",
                                 topic.name, have, topic.partitions)
             else:
-                missing.append(NewTopic(topic.name, topic.partitions, 1, config=dict(topic.config)))
+                missing.append(NewTopic(topic.name, topic.partitions, 1, config=creation_config(self.settings, key)))
         if missing:
             futures = admin.create_topics(missing, operation_timeout=timeout_s, request_timeout=timeout_s)
             for name, future in futures.items():

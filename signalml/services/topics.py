@@ -28,6 +28,17 @@ class TopicError(ServiceError):
     """A configured topic is missing or has another partition count."""
 
 
+def creation_config(settings: Settings, key: str) -> dict[str, str]:
+    """The configuration a topic (a ``kafka.topics`` key) is created with: its
+    ``config``, and for the bars topic a ``retention.ms`` that keeps the history
+    a retrain reads (``retrain.topic_retention_days``) unless ``config`` sets one."""
+    config = dict(settings.kafka.topics.all()[key].config)
+    days = settings.retrain.topic_retention_days
+    if key == "bars" and days is not None:
+        config.setdefault("retention.ms", str(round(days * 86_400_000)))
+    return config
+
+
 def engine_topic_keys(settings: Settings) -> list[str]:
     """The topics (``kafka.topics`` keys) an engine of ``settings`` uses."""
     signals = "signals" if settings.serving.role == "champion" else "signals_challenger"

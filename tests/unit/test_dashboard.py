@@ -3,8 +3,8 @@
 Every panel's PromQL is parsed for the metric names it selects. Each name
 must be exposed by the code: the engine's (``EngineMetrics`` and the Triton
 client's ``InferenceMetrics`` on the engine's registry, read from the
-registry itself), the drift monitor's (``MonitorMetrics``' registry), or
-Triton's own (fixed names, ``TRITON_METRICS``, which
+registry itself), the drift monitor's (``MonitorMetrics``' registry),
+the retraining loop's (``RetrainMetrics``), or Triton's own (fixed names, ``TRITON_METRICS``, which
 ``tests/integration/test_dashboard_triton.py`` checks against a real Triton
 scrape). A renamed metric, or a panel typed by hand with a typo, fails here.
 """
@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from stream.inference.metrics import InferenceMetrics
 from stream.monitor.metrics import MonitorMetrics
 from stream.observability import EngineMetrics
+from training.retrain import RetrainMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "signalml.json"
@@ -28,6 +29,10 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "signalml.json"
 # The drift monitor's families every dashboard must show: realised rank IC per
 # member of a model set, and the drift events it published.
 MONITOR_SHOWN = {"signalml_monitor_rank_ic", "signalml_monitor_drift_events"}
+
+# The retraining loop's (``signalml retrain --watch``): every family it exposes.
+RETRAIN_SHOWN = {"signalml_retrain_runs", "signalml_retrain_drift_events", "signalml_retrain_rank_ic",
+                 "signalml_retrain_duration_seconds"}
 
 # Triton's own metrics (per model and version) that the dashboard uses; each
 # appears on Triton's /metrics once a model has served a request.
@@ -138,7 +143,8 @@ def test_exposed_names_cover_labelled_metrics_before_first_use():
 
 
 def test_every_panel_queries_only_metrics_that_exist():
-    known = set(exposed_names(engine_registry())) | set(exposed_names(MonitorMetrics().registry)) | TRITON_METRICS
+    known = (set(exposed_names(engine_registry())) | set(exposed_names(MonitorMetrics().registry))
+             | set(exposed_names(RetrainMetrics().registry)) | TRITON_METRICS)
     unknown = {
         panel["title"]: sorted(panel_metric_names(panel) - known)
         for panel in dashboard_panels()
@@ -156,6 +162,9 @@ def test_every_engine_client_monitor_and_listed_triton_metric_has_a_panel():
     monitor = exposed_names(MonitorMetrics().registry)
     monitor_shown = {monitor[name] for name in used if name in monitor}
     assert MONITOR_SHOWN <= monitor_shown, sorted(MONITOR_SHOWN - monitor_shown)
+    retrain = exposed_names(RetrainMetrics().registry)
+    retrain_shown = {retrain[name] for name in used if name in retrain}
+    assert RETRAIN_SHOWN <= retrain_shown, sorted(RETRAIN_SHOWN - retrain_shown)
     assert TRITON_METRICS <= used, sorted(TRITON_METRICS - used)
 
 
