@@ -116,29 +116,29 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.target == "replay":
-        from stream.bench_replay import run
+        from bench.replay import run
 
         result = run(settings, bars_path=args.bars or str(settings.path(settings.paths.data)), rows=args.rows)
     elif args.target == "features":
-        from stream.bench_features import run
+        from bench.features import run
 
         result = run(settings.features)
     elif args.target == "train":
-        from training import bench_train
+        from bench.train import bench_train
 
         result = bench_train(settings, args.bars or str(settings.path(settings.paths.data)),
                              args.out or str(settings.path("artifacts/bench-train")), progress=not args.json,
                              naive=args.naive)
     elif args.target == "e2e":
-        from stream.bench_e2e import run
+        from bench.e2e import run
 
         result = run(settings)
     elif args.target == "api":
-        from stream.bench_api import run
+        from bench.api import run
 
         result = run(settings, quick=args.quick)
     else:  # inference
-        from models.bench_inference import run
+        from bench.inference import run
 
         result = run(settings)
     print(json.dumps({"bench": args.target, **result}, indent=None if args.json else 2))
