@@ -15,6 +15,10 @@ that ``signalml publish`` serves) and writes into ``out_dir``:
 * ``report.html``: one self-contained page, its plots embedded (the PNGs
   are written beside it too);
 * ``model_set/``: see :mod:`training.export`.
+
+With ``cpcv`` (``(n_groups, n_test_groups)``), ``metrics.json`` also holds
+the combinatorial purged cross-validation of every member
+(:mod:`training.cpcv_validation`) under ``cpcv``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from signalml.config import Settings
 from signalml.errors import ConfigError, DataError
 from stream.bars_file import read_bars
 from training.backtest import Backtest, MemberFactory, default_member_factory, run_walk_forward
+from training.cpcv_validation import cpcv_validation
 from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_backtest, evaluate_by_fold, evaluate_predictions, mean_importance
 from training.export import default_member_loader, golden_rows, verify_model_set, write_model_set
@@ -54,13 +59,15 @@ def run_training(
     member_factory: MemberFactory = default_member_factory,
     member_loader=default_member_loader,
     bars: pd.DataFrame | None = None,
+    cpcv: tuple[int, int] | None = None,
 ) -> dict:
     """Walk-forward train, evaluate, report and export (see the module
     docstring). Returns the metrics written to ``metrics.json``.
 
     ``bars`` (a frame as ``read_bars`` returns) replaces reading
     ``bars_path``; ``member_factory`` / ``member_loader`` replace
-    ``models.factory.build_members`` / ``load_member`` (tests)."""
+    ``models.factory.build_members`` / ``load_member`` (tests); ``cpcv``
+    adds the combinatorial purged cross-validation."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +93,13 @@ def run_training(
     backtest = run_walk_forward(dataset, settings, folds, member_factory=member_factory, progress=progress)
     timing["walk_forward_s"] = time.perf_counter() - t0
 
+    cpcv_report = None
+    if cpcv is not None:
+        t0 = time.perf_counter()
+        n_groups, n_test_groups = cpcv
+        cpcv_report = cpcv_validation(dataset, settings, member_factory, n_groups=n_groups, n_test_groups=n_test_groups)
+        timing["cpcv_s"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     final_window = plan.final_window(n_labelled_bars(dataset))
     members = member_factory(settings, len(dataset.feature_names), list(dataset.feature_names))
@@ -99,6 +113,8 @@ def run_training(
     metrics = build_metrics(dataset, settings, backtest, predictions, folds, final_window)
     series = metrics.pop("_long_short_series")
     metrics["hyperopt"] = hyperopt_report
+    if cpcv_report is not None:
+        metrics["cpcv"] = cpcv_report
     write_predictions(out_dir / "predictions", backtest)
     last = folds[-1]
     manifest = write_model_set(
