@@ -32,6 +32,7 @@ import pandas as pd
 
 from signalml.config import Settings
 from signalml.errors import ConfigError, DataError
+from signalml.jsonio import write_json
 from stream.bars_file import read_bars
 from training.backtest import Backtest, MemberFactory, default_member_factory, run_walk_forward
 from training.cpcv_validation import cpcv_validation
@@ -39,7 +40,6 @@ from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_backtest, evaluate_by_fold, evaluate_predictions, mean_importance
 from training.export import default_member_loader, golden_rows, verify_model_set, write_model_set
 from training.hyperopt import tune
-from training.jsonio import write_json
 from training.report import write_report
 from training.splits.walk_forward import WalkForward, WalkForwardFold
 from training.window import fit_window

@@ -12,7 +12,6 @@ path uses ``tritonclient`` over gRPC (``settings.triton.grpc_url``).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from signalml.config import Settings
 from signalml.errors import PortInUseError, ServiceError, SetupError
+from signalml.jsonio import read_json
 from signalml.services.process import ManagedProcess, ProcessRecord, require_free_ports, wait_until
 
 SETUP_SCRIPT = "scripts/setup-triton.sh"
@@ -59,7 +59,7 @@ class TritonServer:
         if not (self.venv / "bin" / "python").exists():
             raise SetupError(f"triton: no server venv at {self.venv}; {hint}")
         try:
-            info = json.loads(stamp.read_text())
+            info = read_json(stamp)
         except (OSError, ValueError):
             raise SetupError(
                 f"triton: the server venv {self.venv} is not set up (no valid {STAMP_FILE}); {hint}"
