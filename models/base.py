@@ -12,7 +12,6 @@ per-date relevance grades and per-date Spearman rank IC.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from signalml import jsonio  # noqa: E402
 from signalml.errors import SignalMLError  # noqa: E402
 
 
@@ -291,13 +291,10 @@ def spread_rows(n_rows: int, max_rows: int) -> np.ndarray:
     return np.linspace(0, n_rows - 1, max_rows).round().astype(np.int64)
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
 def read_json(path: Path) -> dict:
+    """A member's JSON file; ModelError when it cannot be read or parsed."""
     try:
-        return json.loads(path.read_text())
+        return jsonio.read_json(path)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}") from None
 

@@ -48,9 +48,9 @@ from models.base import (
     read_json,
     relevance_grades,
     spread_rows,
-    write_json,
 )
 from models.rank_ic import RankIC
+from signalml.jsonio import write_json
 
 MODEL_FILE = "model.txt"
 CONFIG_FILE = "config.json"
@@ -267,6 +267,7 @@ class LightGBMMember(Member):
                 "horizons": list(self.horizons),
                 "target": self.target,
             },
+            sort_keys=True,
         )
         return {"model": MODEL_FILE, "config": CONFIG_FILE}
 

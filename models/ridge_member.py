@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import Member, ModelError, TabularData, feature_matrix, finite_target_rows, read_json, write_json
+from models.base import Member, ModelError, TabularData, feature_matrix, finite_target_rows, read_json
 from models.rank_ic import RankIC
+from signalml.jsonio import write_json
 
 ONNX_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
@@ -137,6 +138,7 @@ class RidgeMember(Member):
                 "horizons": list(self.horizons),
                 "target": self.target,
             },
+            sort_keys=True,
         )
         return {"onnx": ONNX_FILE, "config": CONFIG_FILE}
 

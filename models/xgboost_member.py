@@ -46,10 +46,10 @@ from models.base import (
     read_json,
     relevance_grades,
     spread_rows,
-    write_json,
 )
 from models.lightgbm_member import STOPPING_METRICS, best_round
 from models.rank_ic import RankIC
+from signalml.jsonio import write_json
 
 CONFIG_FILE = "config.json"
 MODEL_FILES = {"ubj": "model.ubj", "json": "model.json"}
@@ -267,6 +267,7 @@ class XGBoostMember(Member):
                 "horizons": list(self.horizons),
                 "target": self.target,
             },
+            sort_keys=True,
         )
         return {"model": model_file, "config": CONFIG_FILE}
 

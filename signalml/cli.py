@@ -124,29 +124,29 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.target == "replay":
-        from stream.bench_replay import run
+        from bench.replay import run
 
         result = run(settings, bars_path=args.bars or str(settings.path(settings.paths.data)), rows=args.rows)
     elif args.target == "features":
-        from stream.bench_features import run
+        from bench.features import run
 
         result = run(settings.features)
     elif args.target == "train":
-        from training import bench_train
+        from bench.train import bench_train
 
         result = bench_train(settings, args.bars or str(settings.path(settings.paths.data)),
                              args.out or str(settings.path("artifacts/bench-train")), progress=not args.json,
                              naive=args.naive)
     elif args.target == "e2e":
-        from stream.bench_e2e import run
+        from bench.e2e import run
 
         result = run(settings)
     elif args.target == "api":
-        from stream.bench_api import run
+        from bench.api import run
 
         result = run(settings, quick=args.quick)
     else:  # inference
-        from models.bench_inference import run
+        from bench.inference import run
 
         result = run(settings)
     print(json.dumps({"bench": args.target, **result}, indent=None if args.json else 2))
@@ -156,10 +156,23 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from training import run_training
 
-    metrics = run_training(settings, args.bars, args.out, progress=not args.quiet)
+    cpcv = None
+    if args.validation == "cpcv":
+        if not 1 <= args.cpcv_test_groups < args.cpcv_groups:
+            raise SignalMLError(f"signalml train: --cpcv-test-groups ({args.cpcv_test_groups}) must be at least 1 and "
+                                f"below --cpcv-groups ({args.cpcv_groups})")
+        cpcv = (args.cpcv_groups, args.cpcv_test_groups)
+    metrics = run_training(settings, args.bars, args.out, progress=not args.quiet, cpcv=cpcv)
     summary = {group: {name: {k: round(v, 4) for k, v in values.items() if k in ("rank_ic", "rank_icir")}
                        for name, values in metrics.get(group, {}).items()}
                for group in ("models", "ensembles", "baseline")}
+    if cpcv is not None:
+        report = metrics["cpcv"]
+        summary["cpcv"] = {
+            **{k: report[k] for k in ("n_groups", "n_test_groups", "embargo_bars", "n_splits", "n_paths")},
+            "members": {name: {k: round(v, 4) for k, v in values.items() if k.startswith("path_rank_ic_")}
+                        for name, values in report["members"].items()},
+        }
     print(json.dumps({"train": {"out": args.out, "report": f"{args.out}/report.html", **summary}}, indent=2))
     return 0
 
@@ -319,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bars", required=True, help="parquet or CSV file of bars")
     p.add_argument("--out", required=True, help="output folder (model_set/, report.html, metrics.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--validation", choices=("walk-forward", "cpcv"), default="walk-forward",
+                   help="cpcv: also cross-validate every member with combinatorial purged CV over the whole history "
+                        "(the walk-forward still runs: it gives the model set and the out-of-sample report)")
+    p.add_argument("--cpcv-groups", type=int, default=6, help="cpcv: groups the labelled bars are cut into")
+    p.add_argument("--cpcv-test-groups", type=int, default=2, help="cpcv: groups of each split's test set")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("publish", help="publish a model set to Triton and the control topic")

@@ -14,8 +14,16 @@ import msgspec
 from msgspec import Meta, Struct
 
 # A ticker: letters, digits and the punctuation exchanges use (BRK.B, BF-B,
-# ^GSPC, EUR/USD). Bounded so a hostile payload cannot make a huge key.
-Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-/^=]+$")]
+# ^GSPC, EUR/USD). Bounded so a hostile payload cannot make a huge key. The
+# one definition: the decoder, the query API's parameter check and its
+# OpenAPI description all derive theirs from these two.
+SYMBOL_CHARACTER = r"[A-Za-z0-9._\-/^=]"
+SYMBOL_MAX_LENGTH = 32
+SYMBOL_PATTERN = f"{SYMBOL_CHARACTER}{{1,{SYMBOL_MAX_LENGTH}}}"  # one whole symbol (use with fullmatch)
+# msgspec matches with Python's re.search, where "$" also matches before a
+# final newline: the lookahead refuses "AAPL\n" (in JSON Schema's regex
+# dialect it is a no-op).
+Symbol = Annotated[str, Meta(min_length=1, max_length=SYMBOL_MAX_LENGTH, pattern=rf"^{SYMBOL_CHARACTER}+$(?!\n)")]
 EpochMs = Annotated[int, Meta(ge=0, le=32503680000000)]  # up to year 3000
 Interval = Annotated[str, Meta(max_length=16)]
 

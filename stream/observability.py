@@ -9,11 +9,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-import msgspec
-import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
+
+from signalml.jsonio import encode_json
 
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -88,16 +88,6 @@ Route = Callable[[str], "tuple[int, Any]"]
 log = logging.getLogger("signalml.http")
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
-# msgspec writes a non-finite float as null: the output is always valid JSON.
-_encode_json = msgspec.json.Encoder(enc_hook=_json_default).encode
 
 
 class HealthServer:
@@ -162,7 +152,7 @@ class HealthServer:
                 raise AttributeError(name)
 
             def _json(self, code: int, body: Any, headers: dict[str, str] | None = None):
-                data = body if isinstance(body, (bytes, bytearray)) else _encode_json(body)
+                data = body if isinstance(body, (bytes, bytearray)) else encode_json(body)
                 self._send(code, data, "application/json", headers)
 
             def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None):

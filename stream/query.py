@@ -34,10 +34,12 @@ from urllib.parse import parse_qsl
 import msgspec
 import numpy as np
 
-from signalml.contracts import ModelSetManifest, Signal
+from signalml.contracts import SYMBOL_PATTERN, ModelSetManifest, Signal
+from stream.query_contracts import (Error, Features, ModelSetInService, Position, Signals, SymbolFeatures,
+                                    UnknownSymbols)
 
-SYMBOL = re.compile(r"[A-Za-z0-9._\-/^=]{1,32}")  # signalml.contracts.Symbol
-SYMBOL_LIST = re.compile(r"[A-Za-z0-9._\-/^=]{1,32}(?:,[A-Za-z0-9._\-/^=]{1,32})*")
+SYMBOL = re.compile(SYMBOL_PATTERN)
+SYMBOL_LIST = re.compile(f"{SYMBOL_PATTERN}(?:,{SYMBOL_PATTERN})*")
 MAX_SYMBOLS = 10_000
 MAX_QUERY_FIELDS = 100
 
@@ -184,8 +186,8 @@ def _iso(ts_ms: int | None) -> str | None:
     return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _error(code: int, message: str, **extra: Any) -> tuple[int, dict]:
-    return code, {"error": message, **extra}
+def _error(code: int, message: str) -> tuple[int, Error]:
+    return code, Error(message)
 
 
 # ---------------------------------------------------------------- routes
@@ -242,7 +244,7 @@ class QueryApi:
         encoded = view.cache.get("signal_items")
         if encoded is None:
             encoded = view.cache["signal_items"] = {s: msgspec.json.encode(v) for s, v in view.signals.items()}
-        head = msgspec.json.encode({**self._signals_body(view, []), "count": len(symbols)})[: -len(b"[]}")]
+        head = msgspec.json.encode(self._signals_body(view, [], count=len(symbols)))[: -len(b"[]}")]
         return 200, b"".join((head, b"[", b",".join([encoded[s] for s in symbols]), b"]}"))
 
     def features(self, query: str) -> tuple[int, Any]:
@@ -279,7 +281,7 @@ class QueryApi:
             return _error(400, str(exc))
         if view.model_set is None:
             return _error(404, "no model set is in service yet (none published, or Triton cannot serve it yet)")
-        return 200, {"engine_id": view.engine_id, "model_set": view.model_set.model_set, "manifest": view.model_set}
+        return 200, ModelSetInService(view.engine_id, view.model_set.model_set, view.model_set)
 
     def position(self, query: str) -> tuple[int, Any]:
         """Where the engine stands: last committed bar time, and how far behind it is."""
@@ -290,58 +292,58 @@ class QueryApi:
             return _error(400, str(exc))
         now_ms = int(self.clock() * 1000)
         lag = {str(p): int(n) for p, n in self.consumer_lag().items()}
-        return 200, {
-            "engine_id": view.engine_id,
-            "commits": view.commits,
-            "committed_at_ms": view.committed_at_ms,
-            "seconds_since_commit": None if view.committed_at_ms is None else (now_ms - view.committed_at_ms) / 1000,
-            "last_bar_time_ms": view.last_bar_ts,
-            "last_bar_time": _iso(view.last_bar_ts),
-            "bar_time_lag_s": None if view.last_bar_ts is None else (now_ms - view.last_bar_ts) / 1000,
-            "last_signal_ts": view.last_signal_ts,
-            "model_set": view.model_set.model_set if view.model_set is not None else None,
-            "symbols": len(view.features),
-            "consumer_lag": lag,
-            "consumer_lag_total": sum(lag.values()),
-        }
+        return 200, Position(
+            engine_id=view.engine_id,
+            commits=view.commits,
+            committed_at_ms=view.committed_at_ms,
+            seconds_since_commit=None if view.committed_at_ms is None else (now_ms - view.committed_at_ms) / 1000,
+            last_bar_time_ms=view.last_bar_ts,
+            last_bar_time=_iso(view.last_bar_ts),
+            bar_time_lag_s=None if view.last_bar_ts is None else (now_ms - view.last_bar_ts) / 1000,
+            last_signal_ts=view.last_signal_ts,
+            model_set=view.model_set.model_set if view.model_set is not None else None,
+            symbols=len(view.features),
+            consumer_lag=lag,
+            consumer_lag_total=sum(lag.values()),
+        )
 
     # ------------------------------------------------------------ bodies
 
     @staticmethod
-    def _signals_body(view: CommittedView, signals: list[Signal]) -> dict:
-        return {
-            "engine_id": view.engine_id,
-            "ts": view.last_signal_ts,
-            "model_set": view.model_set.model_set if view.model_set is not None else None,
-            "count": len(signals),
-            "signals": signals,
-        }
+    def _signals_body(view: CommittedView, signals: list[Signal], count: int | None = None) -> Signals:
+        return Signals(
+            engine_id=view.engine_id,
+            ts=view.last_signal_ts,
+            model_set=view.model_set.model_set if view.model_set is not None else None,
+            count=len(signals) if count is None else count,
+            signals=signals,
+        )
 
     @staticmethod
-    def _features_body(view: CommittedView, symbols: list[str]) -> dict:
+    def _features_body(view: CommittedView, symbols: list[str]) -> Features:
         out = []
         for symbol in symbols:
             rows = view.features[symbol]
             i = rows.row_of[symbol]
             bars_seen = int(rows.bars_seen[i])
-            out.append({
-                "symbol": symbol,
-                "ts": rows.ts,
-                "ready": bars_seen >= view.warmup_bars,
-                "bars_seen": bars_seen,
-                "normalized": rows.normalized[i].tolist(),
-                "raw": None if rows.raw is None else rows.raw[i].tolist(),
-            })
-        return {
-            "engine_id": view.engine_id,
-            "feature_names": list(view.feature_names),
-            "warmup_bars": view.warmup_bars,
-            "count": len(out),
-            "symbols": out,
-        }
+            out.append(SymbolFeatures(
+                symbol=symbol,
+                ts=rows.ts,
+                ready=bars_seen >= view.warmup_bars,
+                bars_seen=bars_seen,
+                normalized=rows.normalized[i].tolist(),
+                raw=None if rows.raw is None else rows.raw[i].tolist(),
+            ))
+        return Features(
+            engine_id=view.engine_id,
+            feature_names=list(view.feature_names),
+            warmup_bars=view.warmup_bars,
+            count=len(out),
+            symbols=out,
+        )
 
     @staticmethod
-    def _unknown(view: CommittedView, missing: list[str], what: str) -> tuple[int, dict]:
+    def _unknown(view: CommittedView, missing: list[str], what: str) -> tuple[int, UnknownSymbols]:
         known = [s for s in missing if s in view.features]
         unknown = [s for s in missing if s not in view.features]
         parts = []
@@ -350,7 +352,7 @@ class QueryApi:
         if known:
             parts.append(f"no committed {what} yet for {', '.join(known[:20])}" + (" ..." if len(known) > 20 else "")
                          + " (warm-up, or no model set in service)")
-        return _error(404, "; ".join(parts), unknown=missing)
+        return 404, UnknownSymbols("; ".join(parts), missing)
 
 
 def query_routes(state: CommittedState, metrics: Any = None) -> dict[str, Callable[[str], tuple[int, Any]]]:

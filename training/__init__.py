@@ -1,8 +1,7 @@
 """Offline training: history → the engine's features → walk-forward /
 purged CV → members and ensembles → evaluation report → model-set export.
 
-Entry points: :func:`run_training` (``signalml train``) and
-:func:`bench_train` (``signalml bench train``).
+Entry point: :func:`run_training` (``signalml train``).
 """
 
 from __future__ import annotations
@@ -14,10 +13,4 @@ def run_training(*args, **kwargs):
     return run(*args, **kwargs)
 
 
-def bench_train(*args, **kwargs):
-    from training.bench import bench_train as bench
-
-    return bench(*args, **kwargs)
-
-
-__all__ = ["bench_train", "run_training"]
+__all__ = ["run_training"]

@@ -11,7 +11,6 @@ those rows, which the publisher checks Triton's answers against.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -22,9 +21,9 @@ import numpy as np
 from models.ensemble import manifest_entry
 from signalml.config import Settings
 from signalml.contracts import schema_hash
+from signalml.jsonio import jsonable, read_json, write_json
 from training.dataset import Dataset
 from training.drift_reference import calibrate, drift_reference, full_windows
-from training.jsonio import to_jsonable, write_json
 from training.window import WindowFit, member_input, sequence_length_of
 
 FORMAT_VERSION = 1
@@ -129,7 +128,7 @@ def write_model_set(
     write_json(staging / MANIFEST, manifest)
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
-    return {**to_jsonable(manifest), "_golden_scores": golden_scores}
+    return {**jsonable(manifest), "_golden_scores": golden_scores}
 
 
 def _write_golden(
@@ -167,7 +166,7 @@ def verify_model_set(
     from models.base import SequenceData, TabularData
 
     directory = Path(directory)
-    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest = read_json(directory / MANIFEST)
     golden = load_file(str(directory / manifest["golden"]))
     tabular, sequence = golden["tabular"], golden["sequence"]
     g = len(tabular)

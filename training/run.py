@@ -15,6 +15,10 @@ that ``signalml publish`` serves) and writes into ``out_dir``:
 * ``report.html``: one self-contained page, its plots embedded (the PNGs
   are written beside it too);
 * ``model_set/``: see :mod:`training.export`.
+
+With ``cpcv`` (``(n_groups, n_test_groups)``), ``metrics.json`` also holds
+the combinatorial purged cross-validation of every member
+(:mod:`training.cpcv_validation`) under ``cpcv``.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ import pandas as pd
 
 from signalml.config import Settings
 from signalml.errors import ConfigError, DataError
+from signalml.jsonio import write_json
 from stream.bars_file import read_bars
 from training.backtest import Backtest, MemberFactory, default_member_factory, run_walk_forward
+from training.cpcv_validation import cpcv_validation
 from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_backtest, evaluate_by_fold, evaluate_predictions, mean_importance
 from training.export import default_member_loader, golden_rows, verify_model_set, write_model_set
 from training.hyperopt import tune
-from training.jsonio import write_json
 from training.report import write_report
 from training.splits.walk_forward import WalkForward, WalkForwardFold
 from training.window import fit_window
@@ -55,6 +60,7 @@ def run_training(
     member_loader=default_member_loader,
     bars: pd.DataFrame | None = None,
     tested_bars: int | None = None,
+    cpcv: tuple[int, int] | None = None,
 ) -> dict:
     """Walk-forward train, evaluate, report and export (see the module
     docstring). Returns the metrics written to ``metrics.json``.
@@ -63,7 +69,8 @@ def run_training(
     ``bars_path``; ``member_factory`` / ``member_loader`` replace
     ``models.factory.build_members`` / ``load_member`` (tests).
     ``tested_bars`` limits the walk-forward to the folds that test the last
-    that many labelled bars (:meth:`WalkForward.folds`)."""
+    that many labelled bars (:meth:`WalkForward.folds`); ``cpcv`` adds the
+    combinatorial purged cross-validation."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +96,13 @@ def run_training(
     backtest = run_walk_forward(dataset, settings, folds, member_factory=member_factory, progress=progress)
     timing["walk_forward_s"] = time.perf_counter() - t0
 
+    cpcv_report = None
+    if cpcv is not None:
+        t0 = time.perf_counter()
+        n_groups, n_test_groups = cpcv
+        cpcv_report = cpcv_validation(dataset, settings, member_factory, n_groups=n_groups, n_test_groups=n_test_groups)
+        timing["cpcv_s"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     final_window = plan.final_window(n_labelled_bars(dataset))
     members = member_factory(settings, len(dataset.feature_names), list(dataset.feature_names))
@@ -102,6 +116,8 @@ def run_training(
     metrics = build_metrics(dataset, settings, backtest, predictions, folds, final_window)
     series = metrics.pop("_long_short_series")
     metrics["hyperopt"] = hyperopt_report
+    if cpcv_report is not None:
+        metrics["cpcv"] = cpcv_report
     write_predictions(out_dir / "predictions", backtest)
     last = folds[-1]
     manifest = write_model_set(

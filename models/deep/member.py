@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import Member, ModelError, SequenceData, read_json, write_json
+from models.base import Member, ModelError, SequenceData, read_json
 from models.deep import export
 from models.deep.runtime import default_threads, reproducible, select_device, torch_threads
 from models.deep.training import LoopSettings, PanelSequences, predict_horizons, train_network
+from signalml.jsonio import write_json
 
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "model.safetensors"
@@ -235,7 +236,7 @@ class SequenceMember(Member):
         export.export_onnx(
             network, directory / ONNX_FILE, length=self.sequence_length, n_features=self.n_features, target=self.target
         )
-        write_json(directory / CONFIG_FILE, self.config())
+        write_json(directory / CONFIG_FILE, self.config(), sort_keys=True)
         return {"onnx": ONNX_FILE, "weights": WEIGHTS_FILE, "config": CONFIG_FILE}
 
     @classmethod

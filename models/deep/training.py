@@ -17,7 +17,6 @@ not help keeps the previous window's weights.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from models.base import ModelError, SequenceData, mean_rank_ic
 from models.deep.targets import rank_gauss_by_date
+from signalml.jsonio import write_json
 
 CHECKPOINT_WEIGHTS = "best.safetensors"
 CHECKPOINT_PROGRESS = "progress.json"
@@ -209,4 +209,4 @@ def _write_checkpoint(directory: Path, state: dict[str, torch.Tensor], record: d
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / CHECKPOINT_WEIGHTS))
-    (directory / CHECKPOINT_PROGRESS).write_text(json.dumps(record, indent=2) + "\n")
+    write_json(directory / CHECKPOINT_PROGRESS, record)

@@ -24,7 +24,6 @@ dtype or shape.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 from models.triton_backend.names import contained_path, validate_model_name
 from signalml.contracts import schema_hash
 from signalml.errors import SignalMLError
+from signalml.jsonio import read_json
 
 FORMAT_VERSION = 1
 MANIFEST = "model_set.json"
@@ -120,7 +120,7 @@ def read_artifact(path: str | os.PathLike[str]) -> ModelSetArtifact:
     """Read and check a model-set artifact (see the module docstring)."""
     directory = find_manifest(path).resolve()
     try:
-        spec = json.loads((directory / MANIFEST).read_text())
+        spec = read_json(directory / MANIFEST)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{directory / MANIFEST}: not readable JSON ({exc})") from None
     if not isinstance(spec, dict):

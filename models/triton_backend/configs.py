@@ -1,4 +1,6 @@
-"""``config.pbtxt`` text for the two deployment targets of one artifact.
+"""``config.pbtxt`` for the two deployment targets of one artifact, built as
+Triton's ``ModelConfig`` protobuf (the ``model_config_pb2`` tritonclient
+ships) and written in protobuf text format.
 
 * **cpu** (this machine, CI): every member is a ``backend: "python"`` model
   running ``model.py``; the ``format`` parameter picks the scorer (LightGBM
@@ -24,6 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from models.triton_backend.names import validate_model_name
 
@@ -79,34 +84,48 @@ class Tensor:
     data_type: str = "TYPE_FP32"
     optional: bool = field(default=False, compare=False)
 
-    def render(self) -> str:
-        dims = ", ".join(str(d) for d in self.dims)
-        extra = " optional: true" if self.optional else ""
-        return f'{{ name: "{self.name}" data_type: {self.data_type} dims: [ {dims} ]{extra} }}'
+    def as_input(self) -> model_config_pb2.ModelInput:
+        return model_config_pb2.ModelInput(name=self.name, data_type=self.data_type, dims=self.dims,
+                                           optional=self.optional)
+
+    def as_output(self) -> model_config_pb2.ModelOutput:
+        if self.optional:
+            raise ValueError(f"output {self.name!r}: only inputs can be optional")
+        return model_config_pb2.ModelOutput(name=self.name, data_type=self.data_type, dims=self.dims)
 
 
-def _parameters(params: dict[str, str]) -> list[str]:
-    return [f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in params.items()]
-
-
-def _common(
+def _model_config(
     name: str,
-    head: list[str],
     inputs: Iterable[Tensor],
     outputs: Iterable[Tensor],
     options: ServingOptions,
     kind: str,
-) -> list[str]:
+    parameters: dict[str, str] | None = None,
+    **fields,
+) -> model_config_pb2.ModelConfig:
+    """What every config holds: name, batching, tensors, instances, and
+    ``version_policy { all { } }``; ``fields`` are ModelConfig's own (backend,
+    platform, default_model_filename)."""
     validate_model_name(name)
-    lines = [f'name: "{name}"', *head, f"max_batch_size: {options.max_batch_size}"]
-    lines.append("input [ " + ", ".join(t.render() for t in inputs) + " ]")
-    lines.append("output [ " + ", ".join(t.render() for t in outputs) + " ]")
-    lines.append(f"instance_group [ {{ count: {options.instance_count} kind: {kind} }} ]")
-    lines.append("version_policy: { all { } }")
+    config = model_config_pb2.ModelConfig(
+        name=name,
+        max_batch_size=options.max_batch_size,
+        input=[t.as_input() for t in inputs],
+        output=[t.as_output() for t in outputs],
+        instance_group=[model_config_pb2.ModelInstanceGroup(count=options.instance_count, kind=kind)],
+        version_policy=model_config_pb2.ModelVersionPolicy(all=model_config_pb2.ModelVersionPolicy.All()),
+        **fields,
+    )
     if options.dynamic_batching:
-        preferred = "".join(f" preferred_batch_size: {b}" for b in options.preferred_batch_sizes)
-        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us}{preferred} }}")
-    return lines
+        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+    for key, value in (parameters or {}).items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def _text(config: model_config_pb2.ModelConfig) -> str:
+    return text_format.MessageToString(config)
 
 
 # ---------------------------------------------------------------- cpu target
@@ -125,8 +144,7 @@ def render_python_config(
     if fmt not in PYTHON_FORMATS:
         raise ValueError(f"unknown model format {fmt!r}; known: {list(PYTHON_FORMATS)}")
     params = {"format": fmt, "num_threads": str(options.num_threads), **(parameters or {})}
-    lines = _common(name, ['backend: "python"'], inputs, outputs, options, "KIND_CPU")
-    return "\n".join(lines + _parameters(params)) + "\n"
+    return _text(_model_config(name, inputs, outputs, options, "KIND_CPU", params, backend="python"))
 
 
 def render_config(
@@ -193,16 +211,14 @@ def render_fil_config(
         raise ValueError(f"FIL serves lightgbm or xgboost, not {kind!r}")
     if n_features < 1:
         raise ValueError("n_features must be >= 1")
-    head = ['backend: "fil"']
-    lines = _common(name, head, [Tensor(FIL_INPUT, (n_features,))], [Tensor(FIL_OUTPUT, (1,))], options, "KIND_GPU")
-    lines.append(f'default_model_filename: "{FIL_FILE_NAMES[kind]}"')
     params = {
         "model_type": FIL_MODEL_TYPES[kind],
         "output_class": "false",
         "predict_proba": "false",
         "storage_type": storage_type,
     }
-    return "\n".join(lines + _parameters(params)) + "\n"
+    return _text(_model_config(name, [Tensor(FIL_INPUT, (n_features,))], [Tensor(FIL_OUTPUT, (1,))], options,
+                               "KIND_GPU", params, backend="fil", default_model_filename=FIL_FILE_NAMES[kind]))
 
 
 def _trt_profile(tensor: Tensor, batch: int) -> str:
@@ -239,14 +255,10 @@ def render_onnx_config(
         "trt_profile_opt_shapes": ",".join(_trt_profile(t, opt) for t in inputs),
         "trt_profile_max_shapes": ",".join(_trt_profile(t, options.max_batch_size) for t in inputs),
     }
-    accel = " ".join(f'parameters {{ key: "{k}" value: "{v}" }}' for k, v in trt.items())
-    lines = _common(name, ['platform: "onnxruntime_onnx"'], inputs, outputs, options, "KIND_GPU")
-    lines.append('default_model_filename: "model.onnx"')
-    lines.append(
-        "optimization { execution_accelerators { gpu_execution_accelerator : [ "
-        f'{{ name : "tensorrt" {accel} }} ] }} }}'
-    )
-    return "\n".join(lines) + "\n"
+    config = _model_config(name, inputs, outputs, options, "KIND_GPU", platform="onnxruntime_onnx",
+                           default_model_filename="model.onnx")
+    config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt", parameters=trt)
+    return _text(config)
 
 
 def render_tensorrt_plan_config(
@@ -254,18 +266,14 @@ def render_tensorrt_plan_config(
 ) -> str:
     """Stock Triton's TensorRT backend serving ``model.plan`` (a plan is
     tied to the GPU model and TensorRT version it was built with)."""
-    lines = _common(name, ['platform: "tensorrt_plan"'], inputs, outputs, options, "KIND_GPU")
-    lines.append('default_model_filename: "model.plan"')
-    return "\n".join(lines) + "\n"
+    return _text(_model_config(name, inputs, outputs, options, "KIND_GPU", platform="tensorrt_plan",
+                               default_model_filename="model.plan"))
 
 
 def parse_config(text: str):
     """``text`` parsed into Triton's ``ModelConfig`` protobuf (the generated
     ``model_config_pb2`` that tritonclient ships); raises ValueError with the
     parser's message when it does not parse."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as exc:

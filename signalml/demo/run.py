@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -31,6 +30,7 @@ from signalml.demo.plan import FULL, QUICK, DemoData, select_bars, split_tail, t
 from signalml.demo.view import Display
 from signalml.demo.world import Child, RunIds, bring_up, forget_run, say, start_group_at_end, stop_services
 from signalml.errors import ConfigError, ServiceError
+from signalml.jsonio import write_json
 from signalml.services.process import require_free_ports, wait_until
 from stream.bars_file import read_bars
 from stream.replay import ReplaySummary, replay
@@ -85,7 +85,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict:
         stack_stopped=stop_services(settings, started) if options.stop else [],
         elapsed_s=round(time.monotonic() - started_at, 1),
     )
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(out / SUMMARY_FILE, summary)
     return summary
 
 

@@ -9,7 +9,6 @@ that the pid still belongs to it (the recorded marker must appear in
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from signalml.errors import PortInUseError, ServiceError
+from signalml.jsonio import read_json, write_json
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -132,7 +132,7 @@ class ManagedProcess:
         if not self.record_path.exists():
             return None
         try:
-            rec = ProcessRecord(**json.loads(self.record_path.read_text()))
+            rec = ProcessRecord(**read_json(self.record_path))
         except (ValueError, TypeError):
             self.record_path.unlink(missing_ok=True)
             return None
@@ -174,7 +174,7 @@ class ManagedProcess:
             log=str(self.log_path),
         )
         self._child = proc  # keep the handle so the child is reaped if we wait
-        self.record_path.write_text(json.dumps(asdict(rec), indent=2))
+        write_json(self.record_path, asdict(rec))
         return rec
 
     def alive_check(self, rec: ProcessRecord) -> Callable[[], bool]:

@@ -5,24 +5,22 @@
 The server runs in explicit model-control mode: it starts with no model
 loaded, and :meth:`TritonServer.load_model` / :meth:`unload_model` (or any
 Triton client) load and unload models of ``triton.repository``. Control and
-status calls use Triton's HTTP/REST API with the standard library only; the
-engine's hot path uses ``tritonclient`` over gRPC (``settings.triton.grpc_url``).
+status calls go through ``tritonclient``'s HTTP client; the engine's hot
+path uses ``tritonclient`` over gRPC (``settings.triton.grpc_url``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from signalml.config import Settings
 from signalml.errors import PortInUseError, ServiceError, SetupError
+from signalml.jsonio import read_json
 from signalml.services.process import ManagedProcess, ProcessRecord, require_free_ports, wait_until
 
 SETUP_SCRIPT = "scripts/setup-triton.sh"
@@ -61,7 +59,7 @@ class TritonServer:
         if not (self.venv / "bin" / "python").exists():
             raise SetupError(f"triton: no server venv at {self.venv}; {hint}")
         try:
-            info = json.loads(stamp.read_text())
+            info = read_json(stamp)
         except (OSError, ValueError):
             raise SetupError(
                 f"triton: the server venv {self.venv} is not set up (no valid {STAMP_FILE}); {hint}"
@@ -95,7 +93,7 @@ class TritonServer:
                     f"triton: already running (pid {rec.pid}) on ports {rec.ports}, not the configured "
                     f"{self._ports()}; stop it first (signalml down)"
                 )
-            self._wait_ready(rec, probe="/v2/health/live")
+            self._wait_ready(rec, ready=False)
             return self.status()
 
         info = self._install()
@@ -143,9 +141,10 @@ class TritonServer:
             raise
         return self.status()
 
-    def _wait_ready(self, rec: ProcessRecord, probe: str = "/v2/health/ready") -> None:
+    def _wait_ready(self, rec: ProcessRecord, *, ready: bool = True) -> None:
+        """Wait until the server answers ready (or only live: ``ready`` False)."""
         wait_until(
-            lambda: self._get(probe, timeout_s=1.0)[0] == 200,
+            lambda: self._probe(ready, timeout_s=1.0),
             timeout_s=self.cfg.startup_timeout_s,
             what=f"triton (pid {rec.pid})",
             alive=self.process.alive_check(rec),
@@ -211,8 +210,8 @@ class TritonServer:
         if rec is None:
             return out
         try:
-            out["live"] = self._get("/v2/health/live")[0] == 200
-            out["ready"] = self._get("/v2/health/ready")[0] == 200
+            out["live"] = self._probe(ready=False)
+            out["ready"] = self._probe(ready=True)
             out["version"] = self._server_metadata().get("version")
             out["models"] = self.models()
         except ServiceError as exc:
@@ -229,59 +228,50 @@ class TritonServer:
     def models(self) -> list[dict[str, Any]]:
         """The repository index: every model folder with its state
         (``READY``, ``UNAVAILABLE``, or no state when never loaded)."""
-        return self._post("/v2/repository/index", {}, what="repository index")
+        return self._call("repository index", lambda c: c.get_model_repository_index())
 
     def load_model(self, name: str) -> None:
         """Load (or reload, when its files changed) model ``name``; blocks
         until it is ready (a no-op when loaded and unchanged) or raises
         :class:`ServiceError` with Triton's reason."""
-        path = f"/v2/repository/models/{quote(name, safe='')}/load"
-        self._post(path, {}, what=f"load of model {name!r}", timeout_s=300)
+        self._call(f"load of model {name!r}", lambda c: c.load_model(name), timeout_s=300)
 
     def unload_model(self, name: str, timeout_s: float = 60.0) -> None:
         """Unload model ``name`` and wait (at most ``timeout_s`` seconds)
         until it is gone; Triton itself answers before the unload finishes."""
-        path = f"/v2/repository/models/{quote(name, safe='')}/unload"
-        self._post(path, {}, what=f"unload of model {name!r}", timeout_s=timeout_s)
+        self._call(f"unload of model {name!r}", lambda c: c.unload_model(name), timeout_s=timeout_s)
 
         def unloaded() -> bool:
             return all(m.get("state") not in ("READY", "UNLOADING") for m in self.models() if m["name"] == name)
 
         wait_until(unloaded, timeout_s=timeout_s, what=f"triton: unload of model {name!r}", interval_s=0.05)
 
-    # ------------------------------------------------------------ HTTP
-    def _server_metadata(self) -> dict[str, Any]:
-        status, body = self._get("/v2")
-        if status == -1:
-            raise ServiceError(f"triton: no answer on {self.cfg.http_url} (is it running? signalml up)")
-        if status != 200:
-            raise ServiceError(f"triton: server metadata answered HTTP {status}: {body[:200]!r}")
-        return json.loads(body)
+    # ------------------------------------------------------------ control API
+    def _call(self, what: str, call, *, timeout_s: float = 10.0) -> Any:
+        """``call(client)`` with a ``tritonclient`` HTTP client; raises
+        :class:`ServiceError` when the server refuses (with its reason) or
+        does not answer."""
+        import tritonclient.http as triton_http
+        from tritonclient.utils import InferenceServerException
 
-    def _get(self, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
-        return self._request("GET", path, None, timeout_s)
-
-    def _post(self, path: str, payload: dict, *, what: str, timeout_s: float = 10.0) -> Any:
-        status, body = self._request("POST", path, json.dumps(payload).encode(), timeout_s)
-        if status == -1:
-            raise ServiceError(f"triton: {what}: no answer from {self.cfg.http_url} (is it running?)")
-        if status != 200:
-            try:
-                detail = json.loads(body).get("error", "")
-            except ValueError:
-                detail = body[:200].decode(errors="replace")
-            raise ServiceError(f"triton: {what} failed (HTTP {status}): {detail}")
-        return json.loads(body) if body else None
-
-    def _request(self, method: str, path: str, body: bytes | None, timeout_s: float) -> tuple[int, bytes]:
-        """(HTTP status, body); status -1 when the server does not answer."""
-        conn = http.client.HTTPConnection(self.cfg.host, self.cfg.http_port, timeout=timeout_s)
+        client = triton_http.InferenceServerClient(self.cfg.http_url, connection_timeout=timeout_s,
+                                                   network_timeout=timeout_s)
         try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        except (OSError, http.client.HTTPException):
-            return -1, b""
+            return call(client)
+        except InferenceServerException as exc:
+            raise ServiceError(f"triton: {what} failed (HTTP {exc.status()}): {exc.message()}") from None
+        except OSError:
+            raise ServiceError(f"triton: {what}: no answer from {self.cfg.http_url} (is it running? signalml up)") from None
         finally:
-            conn.close()
+            client.close()
+
+    def _probe(self, ready: bool, timeout_s: float = 5.0) -> bool:
+        """Whether the server answers ready (or live); False when it does not answer."""
+        try:
+            return self._call("readiness probe", lambda c: c.is_server_ready() if ready else c.is_server_live(),
+                              timeout_s=timeout_s)
+        except ServiceError:
+            return False
+
+    def _server_metadata(self) -> dict[str, Any]:
+        return self._call("server metadata", lambda c: c.get_server_metadata())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.bench_api import run
+from bench.api import run
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.bench_e2e import run
+from bench.e2e import run
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.bench_inference import run
+from bench.inference import run
 from signalml.config import load_settings
 from stream.features.names import feature_names
 from tests.unit.serving.servers import REPO_ROOT

@@ -10,7 +10,7 @@ import pytest
 from signalml.config import load_settings
 from signalml.contracts import Bar
 from stream.barrier import CrossSection
-from stream.bench_e2e import synthetic_bars
+from bench.e2e import synthetic_bars
 from stream.engine import Engine
 from tests.conftest import REPO
 

@@ -13,7 +13,7 @@ import pytest
 from models.publish import ModelSetStore
 from signalml.config import load_settings
 from signalml.contracts import ManifestMember, ModelSetManifest, schema_hash
-from stream.bench_e2e import synthetic_bars
+from bench.e2e import synthetic_bars
 from stream.model_set import ModelSet
 from stream.pipeline import CrossSectionPipeline
 from stream.predict import (

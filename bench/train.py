@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from signalml.config import Settings
+from signalml.jsonio import jsonable, write_json
 from stream.bars_file import read_bars
 from training.backtest import MemberFactory, default_member_factory, run_naive_walk_forward, run_walk_forward
 from training.dataset import build_dataset
 from training.evaluation import evaluate_backtest, evaluate_predictions
 from training.export import default_member_loader
-from training.jsonio import to_jsonable, write_json
 from training.run import longest_sequence, plan_folds, run_training
 from training.splits.walk_forward import WalkForward
 
@@ -133,7 +133,7 @@ def bench_train(
     if naive:
         result["naive"] = _naive(bars, settings, metrics, member_factory, progress)
     write_json(out_dir / "bench.json", result)
-    return to_jsonable(result)
+    return jsonable(result)
 
 
 def _window(metrics: dict) -> dict:

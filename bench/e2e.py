@@ -400,7 +400,7 @@ class EngineProcess:
         config = folder / f"{settings.serving.engine_id}.json"
         config.write_text(json.dumps({"root": str(settings.root), "settings": settings.model_dump(mode="json")}))
         self.log = folder / f"{settings.serving.engine_id}.log"
-        self.process = subprocess.Popen([sys.executable, "-m", "stream.bench_e2e", "serve", str(config)], cwd=REPO,
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.e2e", "serve", str(config)], cwd=REPO,
                                         stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
         self.base = f"http://{settings.serving.http_host}:{settings.serving.http_port}"
 
@@ -442,7 +442,7 @@ class EngineProcess:
 
 
 def serve_main(config: Path) -> None:
-    """``python -m stream.bench_e2e serve CONFIG.json``: the engine on the
+    """``python -m bench.e2e serve CONFIG.json``: the engine on the
     settings an :class:`EngineProcess` wrote."""
     import logging
 
@@ -647,5 +647,5 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "serve":
-        raise SystemExit("usage: python -m stream.bench_e2e serve CONFIG.json")
+        raise SystemExit("usage: python -m bench.e2e serve CONFIG.json")
     serve_main(Path(sys.argv[2]))

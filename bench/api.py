@@ -1,12 +1,12 @@
 """``signalml bench api``: the engine's query API under load, "latest signals
 of 500 symbols", against a bare HTTP server in the same run.
 
-A private world (:func:`stream.bench_e2e.private_world`: own topics, own
+A private world (:func:`bench.e2e.private_world`: own topics, own
 Triton, a small trained model set) and synthetic bars of ``symbols``
 symbols: warm-up bar times plus a few scored ones are replayed, the engine
 runs them in a thread of this process with its HTTP server on, until its
 committed view holds a signal for every symbol. Then a load generator in a
-separate process (:mod:`stream.http_load`: closed loop, keep-alive
+separate process (:mod:`bench.http_load`: closed loop, keep-alive
 connections) drives, in turn, for each number of connections and repeat:
 
 * ``api_all``: ``GET /v1/signals`` (every symbol; the body is built once per
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from signalml.config import Settings
 from signalml.errors import ServiceError
-from stream.bench_e2e import _fresh, private_world, synthetic_bars
+from bench.e2e import _fresh, private_world, synthetic_bars
 from stream.replay import replay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def bare_server(body: bytes) -> ThreadingHTTPServer:
 def load(url: str, connections: int, duration_s: float, warmup_s: float) -> dict:
     """One run of the load generator in its own process."""
     out = subprocess.run(
-        [sys.executable, "-m", "stream.http_load", "--url", url, "--connections", str(connections),
+        [sys.executable, "-m", "bench.http_load", "--url", url, "--connections", str(connections),
          "--duration", str(duration_s), "--warmup", str(warmup_s)],
         cwd=REPO, capture_output=True, text=True, timeout=duration_s + warmup_s + 60,
     )
@@ -167,7 +167,7 @@ def run(
                 baseline.server_close()
     result["notes"] = (
         f"{symbols} symbols, one committed signal each (3 members). Closed-loop load from a separate process "
-        f"(stream.http_load, asyncio, keep-alive), {duration_s:g} s measured after {warmup_s:g} s warm-up, median of "
+        f"(bench.http_load, asyncio, keep-alive), {duration_s:g} s measured after {warmup_s:g} s warm-up, median of "
         f"{repeats} interleaved runs. api_all: GET /v1/signals (body cached per committed view); api_list: the same "
         "500 symbols listed in ?symbols= (parsed per request, body joined from per-symbol encodings cached per view); baseline: bare http.server in the same "
         "process answering the api_all bytes from memory. The engine runs in the same process (idle, caught up). "
