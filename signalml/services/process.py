@@ -3,8 +3,9 @@
 Each service writes ``<state_dir>/<name>.json`` with its pid, process-group
 id, ports and start time. A later ``signalml`` invocation (``status``,
 ``down``, a second ``up``) finds the process through that record and checks
-that the pid still belongs to it (the recorded marker must appear in
-``/proc/<pid>/cmdline``), so a recycled pid is never mistaken for ours.
+that the pid still belongs to it (the recorded marker must appear in its
+command line, as psutil reads it), so a recycled pid is never mistaken for
+ours.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import psutil
 
 from signalml.errors import PortInUseError, ServiceError
 from signalml.jsonio import read_json, write_json
@@ -103,18 +106,15 @@ class ProcessRecord:
 
 
 def pid_matches(pid: int, marker: str) -> bool:
-    """True when ``pid`` runs and its command line contains ``marker``."""
+    """True when ``pid`` runs (a zombie is gone) and its command line
+    contains ``marker``."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":  # a zombie is gone
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
             return False
-    except (OSError, IndexError):
+        return marker in "\0".join(process.cmdline())
+    except psutil.Error:
         return False
-    return marker.encode() in cmdline
 
 
 class ManagedProcess:
@@ -181,7 +181,7 @@ class ManagedProcess:
         def alive() -> bool:
             child = getattr(self, "_child", None)
             if child is not None and child.pid == rec.pid:
-                # Our own child: poll() is authoritative. /proc/<pid>/cmdline
+                # Our own child: poll() is authoritative. Its command line
                 # can read empty for a moment after Popen returns (the kernel
                 # sets up the new argv late in execve), so the marker check
                 # would report a just-started process as dead.
@@ -223,17 +223,12 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 def _group_alive(pgid: int, marker: str) -> bool:
     """True while any process of the group still runs (not a zombie)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter(["status"]):
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
+                return True
+        except (OSError, psutil.Error):  # gone meanwhile
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            return True
     return False
 
 
