@@ -191,12 +191,24 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+# Libraries the ONNX export runs log every rewrite pass at INFO.
+QUIET_LOGGERS = ("onnxscript", "onnx_ir")
+
+
+def log_progress() -> None:
+    """Long-running commands log their progress at INFO on stderr; the
+    libraries' own INFO chatter stays out."""
     import logging
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from stream.engine import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_progress()
     serve(settings, idle_exit_s=args.idle_exit)
     return 0
 
@@ -209,13 +221,11 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
-
     from signalml.services.topics import require_topics
     from training.retrain import RetrainLoop
 
     require_topics(settings, ["drift", "control"] + ([] if args.bars else ["bars"]))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_progress()
     loop = RetrainLoop(settings, bars_path=args.bars)
     if args.once:
         decision = loop.retrain(reason="signalml retrain --once")

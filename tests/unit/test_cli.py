@@ -32,3 +32,24 @@ def test_replay_rejects_a_bad_speed(capsys):
 def test_replay_of_a_missing_file_is_a_one_line_error(capsys):
     assert main(["replay", "--bars", "/nonexistent.parquet"]) == EXIT_ERROR
     assert "bars file not found" in capsys.readouterr().err
+
+
+def test_long_running_commands_keep_the_onnx_exporters_info_chatter_out_of_their_log():
+    import logging
+
+    from signalml.cli import QUIET_LOGGERS, log_progress
+
+    root = logging.getLogger()
+    before = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    before_root = root.level
+    try:
+        root.setLevel(logging.INFO)  # what log_progress asks for, also where pytest already holds the root
+        log_progress()
+        assert logging.getLogger("signalml.retrain").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("onnxscript.optimizer._constant_folding").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("onnx_ir.passes.common.unused_removal").isEnabledFor(logging.INFO)
+        assert logging.getLogger("onnxscript.optimizer").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(before_root)
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
