@@ -32,8 +32,8 @@ def world_overrides(tmp: Path, tag: str) -> dict:
     topics = {
         key: {"name": f"{base}.{tag}"}
         for key, base in (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
-                          ("signals_challenger", "signals.challenger"), ("drift", "drift"), ("control", "control"),
-                          ("engine_state", "engine.state"))
+                          ("signals_challenger", "signals.challenger"), ("cross_sections", "cross.sections"),
+                          ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
     }
     return {
         "paths": {"state_dir": str(tmp / "state")},
@@ -78,7 +78,8 @@ def with_output(settings: Settings, tag: str, *, own_bars: bool = False, **servi
     """Same bars topic (unless ``own_bars``) and model sets; its own engine,
     group and outputs. ``serving``: settings of that section to change."""
     data = settings.model_dump(exclude={"root"})
-    keys = ("signals", "signals_challenger", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
+    keys = ("signals", "signals_challenger", "cross_sections", "drift", "engine_state", "bars_dlq")
+    keys += ("bars",) if own_bars else ()
     for key in keys:
         data["kafka"]["topics"][key]["name"] += f".{tag}"
     section = data["serving"]

@@ -27,7 +27,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "signalml.json"
 
 # The drift monitor's families every dashboard must show: realised rank IC per
 # member of a model set, and the drift events it published.
-MONITOR_SHOWN = {"signalml_monitor_rank_ic", "signalml_monitor_drift_events"}
+MONITOR_SHOWN = {"signalml_monitor_rank_ic", "signalml_monitor_drift_events", "signalml_monitor_input_bar_time_ms"}
 
 # Triton's own metrics (per model and version) that the dashboard uses; each
 # appears on Triton's /metrics once a model has served a request.
