@@ -24,9 +24,11 @@ Workarounds of faust-streaming 0.15.3 that remain: the worker's consumer
 reads ``read_committed`` (Faust does so only in its exactly-once mode, and
 an aborted engine transaction must not reach the monitor); the positions
 table and gap reader (:mod:`.positions`: after a restart the consumer can
-skip records), with a catch-up timer for records set aside while a
-rebalance reloaded the state (Faust rebalances at start-up, when its
-changelog topic appears); the confirmed table (:mod:`.changelog`: Faust can commit an
+skip records), with a catch-up that, once the consumer is quiet, reads
+what the partitions hold past the positions (records set aside while a
+rebalance reloaded the state and acknowledged, by this process or by one
+killed before it read them again; records skipped at the end of a stream,
+where no later record reveals them); the confirmed table (:mod:`.changelog`: Faust can commit an
 offset ahead of the changelog writes it caused). Each now costs once per
 batch, not once per message.
 """
@@ -57,6 +59,8 @@ from stream.roles import CHALLENGER_KEY, CHAMPION_KEY
 log = logging.getLogger("signalml.monitor")
 
 _record, _manifest = decoder(CrossSectionRecord), decoder(ModelSetManifest)
+
+CATCH_UP_EVERY_S = 1.0  # also how long the consumer must have been idle
 
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -130,7 +134,7 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
     monitor = DriftMonitor(cfg, state, default_horizon_bars=settings.training.label_horizon_bars, fetch=fetch,
                            on_release=metrics.observe)
     started = time.monotonic()
-    progress = {"last_message_at": None, "busy_s": 0.0, "batches": 0, "first_batch_at": None,
+    progress = {"last_message_at": None, "loaded_at": None, "busy_s": 0.0, "batches": 0, "first_batch_at": None,
                 "last_batch_done_at": None}
     positions = Positions(state)
 
@@ -170,20 +174,24 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
         positions.advance(topic, partition, offset)
         return events
 
-    # Offsets the consumer delivered in this process, per source partition:
-    # the first (where a partition without a position starts, even when
-    # Faust has committed past records the monitor set aside) and the next
-    # after the last (how far the catch-up below must read).
+    # The first offset the consumer delivered in this process, per source
+    # partition: where a partition without a position starts, even when
+    # Faust has committed past records the monitor set aside.
     first_seen: dict[tuple[str, int], int] = {}
-    seen_until: dict[tuple[str, int], int] = {}
     batch_lock = asyncio.Lock()  # one batch at a time: the agent's or the catch-up's
+    read_to_end: dict = {}  # per source partition: the last (start, end) the catch-up found nothing in
 
-    async def in_order(topic: str, partition: int, offset: int, key, value, loop) -> list:
-        """The record, after any the consumer skipped before it (see .positions)."""
+    async def expected_offset(topic: str, partition: int, loop) -> int:
+        """The next offset the monitor processes on a source partition."""
         expected = positions.expected(topic, partition)
         if expected is None:
             expected = await loop.run_in_executor(None, gaps.first_offset, topic, partition)
             expected = min(expected, first_seen.get((topic, partition), expected))
+        return expected
+
+    async def in_order(topic: str, partition: int, offset: int, key, value, loop) -> list:
+        """The record, after any the consumer skipped before it (see .positions)."""
+        expected = await expected_offset(topic, partition, loop)
         if offset < expected:
             metrics.replayed.labels(sources[topic]).inc()
             return []  # processed before a restart
@@ -206,12 +214,14 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
         generation = monitor.generation
         events = []
         for topic, partition, offset, key, value in records:
+            if not monitor.loaded or monitor.generation != generation:
+                break  # a rebalance reloads the state: the rest waits for it
             events += await in_order(topic, partition, offset, key, value, loop)
         await deliver(events)
         if not monitor.loaded or monitor.generation != generation:
             # The batch's changes are gone from memory, so its positions are
-            # not written either; the catch-up reads its records again (their
-            # events, re-sent, keep their keys).
+            # not written either; the catch-up reads its records again once
+            # the consumer is idle (their events, re-sent, keep their keys).
             positions.forget()
             return False
         monitor.commit()
@@ -241,36 +251,51 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
                        for e in batch]
             for topic, partition, offset, _, _ in records:
                 first_seen.setdefault((topic, partition), offset)
-                seen_until[(topic, partition)] = max(seen_until.get((topic, partition), 0), offset + 1)
             progress["last_message_at"] = time.monotonic()
             if not monitor.loaded:
                 # Delivered while the table is still being recovered: its
-                # positions are not known yet. Set aside; the catch-up
-                # processes them once the state is loaded.
+                # positions are not known yet. Set aside (and acknowledged):
+                # a later record reveals them, or the catch-up reads them.
                 metrics.deferred.inc(len(batch))
                 continue
             async with batch_lock:
                 await process_batch(records, loop)
 
-    @app.timer(1.0)
+    @app.timer(CATCH_UP_EVERY_S)
     async def catch_up():
-        """Records delivered but set aside (during a recovery or a rebalance)
-        at the end of a stream have no later record to reveal them: read
-        them from the broker."""
-        if not monitor.loaded:
+        """Process what the partitions hold past the monitor's positions once
+        the consumer has delivered nothing for a while. Records can be on the
+        broker and yet never reach the agent: set aside during a recovery or
+        a rebalance and acknowledged, acknowledged so by an earlier process
+        that was killed before it read them again, or skipped by the
+        consumer. In a stream that goes on, the next record reveals them;
+        at the end of a stream, or when the consumer starts past them, only
+        the partition's end does."""
+        quiet_since = max(progress["last_message_at"] or 0.0, progress["loaded_at"] or 0.0)
+        if not monitor.loaded or time.monotonic() - quiet_since < CATCH_UP_EVERY_S:
             return
         loop = asyncio.get_running_loop()
         async with batch_lock:
-            for (topic, partition), until in list(seen_until.items()):
-                expected = positions.expected(topic, partition)
-                if expected is None:
-                    expected = first_seen[(topic, partition)]
-                if expected >= until:
+            for tp in sorted(app.consumer.assignment()):
+                if tp.topic not in sources or not monitor.loaded:
                     continue
-                missed = await loop.run_in_executor(None, gaps.read, topic, partition, expected, until)
-                if missed:
-                    metrics.recovered.labels(sources[topic]).inc(len(missed))
-                    await process_batch([(topic, partition, *record) for record in missed], loop)
+                expected = await expected_offset(tp.topic, tp.partition, loop)
+                end = await loop.run_in_executor(None, gaps.end_offset, tp.topic, tp.partition)
+                if expected >= end or read_to_end.get(tp) == (expected, end):
+                    continue
+                missed = await loop.run_in_executor(None, gaps.read, tp.topic, tp.partition, expected, end)
+                if not missed:
+                    # Transaction markers, aborted or still open records: the
+                    # same range reads the same until the partition grows.
+                    read_to_end[tp] = (expected, end)
+                    continue
+                metrics.recovered.labels(sources[tp.topic]).inc(len(missed))
+                log.warning("%s[%d]: %d records in offsets %d..%d were not delivered by the consumer; read them "
+                            "from the broker", tp.topic, tp.partition, len(missed), expected, end - 1)
+                for start in range(0, len(missed), cfg.batch_max_records):
+                    chunk = missed[start:start + cfg.batch_max_records]
+                    if not await process_batch([(tp.topic, tp.partition, *record) for record in chunk], loop):
+                        return  # a rebalance: the next quiet tick starts again from the positions
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):
@@ -279,8 +304,12 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
 
     @app.on_rebalance_complete.connect
     async def on_rebalanced(sender, **kwargs):
+        # Sent once the table's recovery has finished: load it afresh, even
+        # if something loaded it meanwhile from a table still recovering.
         positions.forget()
-        monitor.load()  # sent once the table's recovery has finished
+        monitor.invalidate()
+        monitor.load()
+        progress["loaded_at"] = time.monotonic()
 
     @app.page("/metrics")
     async def metrics_page(web, request):

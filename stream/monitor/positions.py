@@ -92,11 +92,17 @@ class GapReader:
         low, _ = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout_s)
         return low
 
+    def end_offset(self, topic: str, partition: int) -> int:
+        """The partition's high watermark: the offset after its last record
+        (committed or not, transaction markers included)."""
+        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout_s)
+        return high
+
     def read(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes | None, bytes]]:
         """``(offset, key, value)`` of the committed records at offsets
-        ``start`` <= offset < ``end``. ``end`` must be the offset of a
-        committed record (the one that revealed the gap): reading stops on
-        reaching it."""
+        ``start`` <= offset < ``end``. Reading stops on reaching ``end`` or
+        the end of what a ``read_committed`` reader may see (the first open
+        transaction)."""
         self.consumer.assign([TopicPartition(topic, partition, start if start >= 0 else OFFSET_BEGINNING)])
         records = []
         deadline = time.monotonic() + self.timeout_s

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from signalml.config import load_settings
 from signalml.contracts import DriftEvent, encode
@@ -65,6 +65,16 @@ def drift_events(settings) -> dict[str, DriftEvent]:
         assert out.get(event.key(), event) == event
         out[event.key()] = event
     return out
+
+
+def commit_offset(settings, topic: str, offset: int) -> None:
+    """Commit ``offset`` of ``topic`` for the monitor's consumer group (which has no member now)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": settings.monitor.app_id,
+                         "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    finally:
+        consumer.close()
 
 
 def publish(settings, values, manifest_too: bool = False) -> None:
@@ -142,6 +152,30 @@ def test_a_worker_killed_mid_stream_and_restarted_publishes_the_same_events(worl
     # different.
     assert report["counts"]["released"] <= world["released"] - killed_at
     assert report["roles"]["champion"]["bar_times"] == world["released"]
+    assert drift_events(settings) == uninterrupted["events"]
+
+
+def test_a_worker_whose_predecessor_acknowledged_records_it_had_not_processed_evaluates_them(world, uninterrupted):
+    # A worker that set records aside (delivered during a recovery, or in a
+    # batch a rebalance interrupted) acknowledges them, and a kill before it
+    # reads them again leaves its group's committed offset past the
+    # positions in its table. Its successor's consumer then delivers nothing:
+    # no record reveals the gap, only the broker's end of the partition does.
+    settings = monitor_settings(world["tmp"], world["tag"], "acked", own_records=True)
+    values = records(world["messages"])
+    publish(settings, values[:150])
+    log = world["tmp"] / "acked.log"
+    first = start_monitor(settings, log)
+    wait_released(settings, first, 150 - 5, log)
+    stop(first)
+    publish(settings, values[150:])
+    commit_offset(settings, settings.kafka.topics.cross_sections.name, len(values))
+    second = start_monitor(settings, log)
+    try:
+        report = wait_for(settings, second, all_evaluated(world["released"]), log, "the acknowledged records", 90.0)
+    finally:
+        stop(second)
+    assert report["counts"]["released"] == world["released"] - (150 - 5)
     assert drift_events(settings) == uninterrupted["events"]
 
 
