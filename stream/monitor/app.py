@@ -181,11 +181,16 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
     batch_lock = asyncio.Lock()  # one batch at a time: the agent's or the catch-up's
     read_to_end: dict = {}  # per source partition: the last (start, end) the catch-up found nothing in
 
+    first_offsets: dict[tuple[str, int], int] = {}  # gaps.first_offset, asked once per process
+
     async def expected_offset(topic: str, partition: int, loop) -> int:
         """The next offset the monitor processes on a source partition."""
         expected = positions.expected(topic, partition)
         if expected is None:
-            expected = await loop.run_in_executor(None, gaps.first_offset, topic, partition)
+            if (topic, partition) not in first_offsets:
+                first_offsets[(topic, partition)] = await loop.run_in_executor(None, gaps.first_offset, topic,
+                                                                               partition)
+            expected = first_offsets[(topic, partition)]
             expected = min(expected, first_seen.get((topic, partition), expected))
         return expected
 

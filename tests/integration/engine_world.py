@@ -74,6 +74,24 @@ def delete_created_topics(tag: str) -> None:
     _created_topics.difference_update(mine)
 
 
+def delete_tagged(bootstrap: str, tag: str) -> None:
+    """Delete every topic and consumer group whose name holds ``tag``: what
+    a world's processes created besides its own topics (the monitor's Faust
+    changelog and assignor topics, the groups of engines and monitors)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [name for name in admin.list_topics(timeout=30).topics if tag in name]
+    groups = [group.group_id for group in admin.list_consumer_groups().result(30).valid if tag in group.group_id]
+    futures = list(admin.delete_topics(topics, operation_timeout=30).values()) if topics else []
+    futures += list(admin.delete_consumer_groups(groups).values()) if groups else []
+    for future in futures:
+        try:
+            future.result(60)
+        except Exception:  # noqa: BLE001 - already gone, or a group still in use
+            pass
+
+
 def with_output(settings: Settings, tag: str, *, own_bars: bool = False, **serving: object) -> Settings:
     """Same bars topic (unless ``own_bars``) and model sets; its own engine,
     group and outputs. ``serving``: settings of that section to change."""

@@ -20,8 +20,8 @@ from signalml.contracts import DriftEvent, encode
 from signalml.services.process import free_port
 from stream.roles import CHAMPION_KEY
 from stream.topic_reader import read_topic
-from tests.integration.engine_world import REPO, _provision, delete_created_topics, new_tag
-from tests.integration.monitor_process import start_monitor, stop, wait_for
+from tests.integration.engine_world import REPO, _provision, delete_created_topics, delete_tagged, new_tag
+from tests.integration.monitor_process import start_monitor, stop, wait_for, wait_for_line
 from tests.unit.monitor.synthetic import manifest, market, records
 
 pytestmark = pytest.mark.integration
@@ -97,6 +97,7 @@ def world(stack, tmp_path_factory):
     publish(settings, records(messages), manifest_too=True)
     yield {"tmp": tmp, "tag": tag, "released": 260 - 5, "messages": messages}
     delete_created_topics(tag)
+    delete_tagged(settings.kafka.bootstrap_servers, tag)  # the workers' Faust topics and groups
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,43 @@ def test_a_worker_killed_mid_stream_and_restarted_publishes_the_same_events(worl
     # different.
     assert report["counts"]["released"] <= world["released"] - killed_at
     assert report["roles"]["champion"]["bar_times"] == world["released"]
+    assert drift_events(settings) == uninterrupted["events"]
+
+
+def test_workers_killed_at_every_stage_and_restarted_publish_the_same_events(world, uninterrupted):
+    """SIGKILL once ready (its first batch at most begun), while it takes
+    the second part of the stream, while its successor recovers the table,
+    and after the last record: each successor resumes, and the last one
+    holds every cross-section and published exactly the uninterrupted run's
+    events."""
+    settings = monitor_settings(world["tmp"], world["tag"], "stages", own_records=True)
+    values, released = records(world["messages"]), world["released"]
+    log = world["tmp"] / "stages.log"
+
+    def kill(process) -> None:
+        process.kill()
+        process.wait()
+
+    publish(settings, values[:150])
+    worker = start_monitor(settings, log)
+    wait_for_line(worker, log, "Worker ready")
+    kill(worker)
+    worker = start_monitor(settings, log)
+    wait_for(settings, worker, all_evaluated(150 - 5), log, "the first part")
+    publish(settings, values[150:])
+    kill(worker)
+    worker = start_monitor(settings, log)
+    wait_for_line(worker, log, "Restoring state from changelog topics")
+    kill(worker)
+    worker = start_monitor(settings, log)
+    wait_for(settings, worker, all_evaluated(released), log, "the rest of the stream")
+    kill(worker)
+    worker = start_monitor(settings, log)
+    try:
+        report = wait_for(settings, worker, all_evaluated(released), log, "a restart after the last record")
+    finally:
+        stop(worker)
+    assert report["roles"]["champion"]["bar_times"] == released
     assert drift_events(settings) == uninterrupted["events"]
 
 
