@@ -174,14 +174,15 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
         positions.advance(topic, partition, offset)
         return events
 
-    # The first offset the consumer delivered in this process, per source
-    # partition: where a partition without a position starts, even when
-    # Faust has committed past records the monitor set aside.
+    # Per source partition: the first offset the consumer delivered in this
+    # process (where a partition without a position starts, even when Faust
+    # has committed past records the monitor set aside), the group's start
+    # (gaps.first_offset, asked once per process), and the last range
+    # (start, end) in which the catch-up found nothing to read.
     first_seen: dict[tuple[str, int], int] = {}
+    first_offsets: dict[tuple[str, int], int] = {}
+    read_to_end: dict[tuple[str, int], tuple[int, int]] = {}
     batch_lock = asyncio.Lock()  # one batch at a time: the agent's or the catch-up's
-    read_to_end: dict = {}  # per source partition: the last (start, end) the catch-up found nothing in
-
-    first_offsets: dict[tuple[str, int], int] = {}  # gaps.first_offset, asked once per process
 
     async def expected_offset(topic: str, partition: int, loop) -> int:
         """The next offset the monitor processes on a source partition."""
@@ -286,17 +287,18 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
                     continue
                 expected = await expected_offset(tp.topic, tp.partition, loop)
                 end = await loop.run_in_executor(None, gaps.end_offset, tp.topic, tp.partition)
-                if expected >= end or read_to_end.get(tp) == (expected, end):
+                if expected >= end or read_to_end.get((tp.topic, tp.partition)) == (expected, end):
                     continue
                 missed = await loop.run_in_executor(None, gaps.read, tp.topic, tp.partition, expected, end)
                 if not missed:
                     # Transaction markers, aborted or still open records: the
                     # same range reads the same until the partition grows.
-                    read_to_end[tp] = (expected, end)
+                    read_to_end[(tp.topic, tp.partition)] = (expected, end)
                     continue
                 metrics.recovered.labels(sources[tp.topic]).inc(len(missed))
-                log.warning("%s[%d]: %d records in offsets %d..%d were not delivered by the consumer; read them "
-                            "from the broker", tp.topic, tp.partition, len(missed), expected, end - 1)
+                log.warning("%s[%d]: the consumer delivered nothing for %.0f s while %d records in offsets %d..%d "
+                            "awaited; read them from the broker", tp.topic, tp.partition, CATCH_UP_EVERY_S,
+                            len(missed), expected, end - 1)
                 for start in range(0, len(missed), cfg.batch_max_records):
                     chunk = missed[start:start + cfg.batch_max_records]
                     if not await process_batch([(tp.topic, tp.partition, *record) for record in chunk], loop):
