@@ -8,8 +8,9 @@ once on demand, :meth:`RetrainLoop.retrain`:
    store (``retrain.history_store``) followed by the bars topic
    (:mod:`training.history`), or a bars file given on the command line;
 2. runs the walk-forward job (:func:`training.run.run_training`) on all of
-   it: its test windows cover the last ``retrain.evaluation_bars`` labelled
-   bar times out of sample, and its final window (every bar) is the
+   it: its test windows are exactly the last ``retrain.evaluation_bars``
+   labelled bar times (earlier windows, which the gate does not read, are
+   not fitted), each out of sample, and its final window (every bar) is the
    candidate model set;
 3. scores those held-out bar times with the set in service (through
    Triton, as it is served) and compares the two (:mod:`training.promotion`:
@@ -108,7 +109,8 @@ class RetrainLoop:
             log.info("retrain (%s): walk-forward on %d bar times, judged on the last %d", reason,
                      decision["history"]["bar_times"], self.cfg.evaluation_bars)
             run_training(self.settings, self.bars_path or "<bars store and topic>", out_dir, progress=False, bars=bars,
-                         member_factory=self.member_factory, member_loader=self.member_loader)
+                         member_factory=self.member_factory, member_loader=self.member_loader,
+                         tested_bars=self.cfg.evaluation_bars)
             decision["candidate_dir"] = str(out_dir)
             current = current_manifest(self.settings)
             decision["current"] = current.model_set if current else None

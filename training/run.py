@@ -54,13 +54,16 @@ def run_training(
     member_factory: MemberFactory = default_member_factory,
     member_loader=default_member_loader,
     bars: pd.DataFrame | None = None,
+    tested_bars: int | None = None,
 ) -> dict:
     """Walk-forward train, evaluate, report and export (see the module
     docstring). Returns the metrics written to ``metrics.json``.
 
     ``bars`` (a frame as ``read_bars`` returns) replaces reading
     ``bars_path``; ``member_factory`` / ``member_loader`` replace
-    ``models.factory.build_members`` / ``load_member`` (tests)."""
+    ``models.factory.build_members`` / ``load_member`` (tests).
+    ``tested_bars`` limits the walk-forward to the folds that test the last
+    that many labelled bars (:meth:`WalkForward.folds`)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +77,7 @@ def run_training(
     timing["dataset_s"] = time.perf_counter() - t0
 
     plan = WalkForward.from_settings(settings.training)
-    folds = plan_folds(plan, dataset)
+    folds = plan_folds(plan, dataset, tested_bars=tested_bars)
 
     hyperopt_report: dict = {}
     if settings.training.hyperopt_budget_s > 0:
@@ -148,8 +151,8 @@ def n_labelled_bars(dataset: Dataset) -> int:
     return int(dataset.date_index[labelled[-1]]) + 1
 
 
-def plan_folds(plan: WalkForward, dataset: Dataset) -> list[WalkForwardFold]:
-    folds = plan.folds(n_labelled_bars(dataset))
+def plan_folds(plan: WalkForward, dataset: Dataset, *, tested_bars: int | None = None) -> list[WalkForwardFold]:
+    folds = plan.folds(n_labelled_bars(dataset), tested_bars=tested_bars)
     if not folds:
         raise ConfigError(
             f"training.train_period ({plan.train_period}) + the gap ({plan.gap_period} bars, training.gap_period) leave no "

@@ -53,7 +53,8 @@ def world_overrides(tmp: Path, tag: str) -> dict:
 _created_topics: set[tuple[str, str]] = set()  # (bootstrap, topic)
 
 
-def _provision(settings: Settings) -> None:
+def provision(settings: Settings) -> None:
+    """Create the topics of ``settings`` and remember them for :func:`delete_created_topics`."""
     KafkaBroker(settings).ensure_topics()
     _created_topics.update((settings.kafka.bootstrap_servers, t.name) for t in settings.kafka.topics.all().values())
 
@@ -104,7 +105,7 @@ def with_output(settings: Settings, tag: str, *, own_bars: bool = False, **servi
     section.update(engine_id=f"{section['engine_id']}-{tag}", consumer_group=f"{section['consumer_group']}-{tag}",
                    http_port=free_port(), **serving)
     out = Settings.model_validate({**data, "root": settings.root})
-    _provision(out)
+    provision(out)
     return out
 
 
@@ -164,7 +165,7 @@ def signals_by_key(messages) -> dict[tuple[int, str], object]:
 
 def base_settings(tmp: Path, tag: str) -> Settings:
     settings = load_settings(REPO / "signalml.yaml", overrides=world_overrides(tmp, tag))
-    _provision(settings)
+    provision(settings)
     return settings
 
 

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from signalml.config import Settings, load_settings
-from signalml.services.kafka import KafkaBroker
-from tests.integration.engine_world import REPO, world_overrides
+from tests.integration.engine_world import REPO, provision, world_overrides
 
 DAY_MS = 86_400_000
 START_MS = 1_546_300_800_000  # 2019-01-01
@@ -81,5 +80,5 @@ def planted_settings(tmp: Path, tag: str, **sections: dict) -> Settings:
     for name, values in sections.items():
         overrides[name] = {**overrides.get(name, {}), **values}
     settings = load_settings(REPO / "signalml.yaml", overrides=overrides)
-    KafkaBroker(settings).ensure_topics()
+    provision(settings)
     return settings

@@ -23,7 +23,7 @@ from signalml.services.triton import TritonServer
 from stream.features.batch import compute_features
 from stream.replay import replay
 from stream.topic_reader import read_topic
-from tests.integration.engine_world import new_tag, run_engines, with_output
+from tests.integration.engine_world import delete_created_topics, new_tag, run_engines, with_output
 from tests.integration.planted_world import DAY_MS, FLIP, START_MS, bar_times, planted_bars, planted_settings
 from training import run_training
 
@@ -36,7 +36,8 @@ SHIFTED = ("volume_ratio_5", "volume_ratio_10", "volume_ratio_20")
 @pytest.fixture(scope="module")
 def findings(stack, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("feature-drift")
-    settings = planted_settings(tmp, new_tag())
+    tag = new_tag()
+    settings = planted_settings(tmp, tag)
     run_training(settings, "<planted bars>", tmp / "train", progress=False, bars=bar_times(planted_bars(), 0, FLIP))
     triton = TritonServer(settings)
     triton.start()
@@ -53,12 +54,15 @@ def findings(stack, tmp_path_factory) -> dict:
         run_engines(*runs.values())
     finally:
         triton.stop()
+    try:
+        events = {name: [msgspec.json.decode(m.value(), type=DriftEvent)
+                         for m in read_topic(s.kafka.bootstrap_servers, s.kafka.topics.drift.name)]
+                  for name, s in runs.items()}
+    finally:
+        delete_created_topics(tag)
     before, after = compute_features(bars, settings.features), compute_features(shifted, settings.features)
     names = [c for c in before.columns if c not in ("date", "symbol")]
     on_volume = {c for c in names if not np.array_equal(before[c].to_numpy(), after[c].to_numpy(), equal_nan=True)}
-    events = {name: [msgspec.json.decode(m.value(), type=DriftEvent)
-                     for m in read_topic(s.kafka.bootstrap_servers, s.kafka.topics.drift.name)]
-              for name, s in runs.items()}
     return {**events, "on_volume": on_volume, "names": names}
 
 

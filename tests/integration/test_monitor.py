@@ -20,7 +20,7 @@ from signalml.contracts import DriftEvent, encode
 from signalml.services.process import free_port
 from stream.roles import CHAMPION_KEY
 from stream.topic_reader import read_topic
-from tests.integration.engine_world import REPO, _provision, delete_created_topics, delete_tagged, new_tag
+from tests.integration.engine_world import REPO, delete_created_topics, delete_tagged, new_tag, provision
 from tests.integration.monitor_process import start_monitor, stop, wait_for, wait_for_line
 from tests.unit.monitor.synthetic import manifest, market, records
 
@@ -41,7 +41,7 @@ def monitor_settings(tmp, tag: str, run: str, own_records: bool = False):
         # A killed worker's partitions go to its successor after this long.
         "monitor": {"app_id": f"monitor-{tag}-{run}", "http_port": free_port(), "session_timeout_s": 8.0},
     })
-    _provision(settings)  # deleted with the world's tag
+    provision(settings)  # deleted with the world's tag
     return settings
 
 

@@ -30,6 +30,7 @@ from tests.integration.engine_world import (
     DATA,
     REPO,
     base_settings,
+    delete_created_topics,
     env_of,
     new_tag,
     signals_by_key,
@@ -66,7 +67,8 @@ def bars_file(tmp) -> str:
 @pytest.fixture(scope="module")
 def world(stack, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
-    settings = base_settings(tmp, new_tag())
+    tag = new_tag()
+    settings = base_settings(tmp, tag)
     run_training(settings, DATA, tmp / "train", progress=False, bars=small_bars())
     triton = TritonServer(settings)
     triton.start()
@@ -82,6 +84,7 @@ def world(stack, tmp_path_factory):
     yield {"settings": settings, "tmp": tmp, "manifest": manifest, "bars": path, "replayed": replayed,
            "published": published}
     triton.stop()
+    delete_created_topics(tag)
 
 
 @pytest.fixture(scope="module")

@@ -83,11 +83,19 @@ class WalkForward:
             window=training.window,
         )
 
-    def folds(self, n_bars: int) -> list[WalkForwardFold]:
+    def folds(self, n_bars: int, *, tested_bars: int | None = None) -> list[WalkForwardFold]:
         """Every fold whose test window starts before ``n_bars``; the last
-        test window is cut at ``n_bars``."""
+        test window is cut at ``n_bars``.
+
+        With ``tested_bars``, the test windows start at ``n_bars -
+        tested_bars`` (or at the first bar a training window allows, if
+        later) instead: the folds that test the last ``tested_bars`` bars
+        and nothing before them. A retrain judged on those bars fits only
+        these windows."""
         folds = []
         test_start = self.train_period + self.gap_period
+        if tested_bars is not None:
+            test_start = max(test_start, n_bars - int(tested_bars))
         while test_start < n_bars:
             train_stop = test_start - self.gap_period
             train_start = 0 if self.window == "expanding" else train_stop - self.train_period

@@ -59,6 +59,18 @@ def test_walk_forward_default_layout():
     assert folds[0].validation_start(settings.training.validation_bars) == 504 - 252
 
 
+def test_folds_of_a_retrain_test_exactly_the_evaluated_bars_and_nothing_before():
+    settings = load_settings(environ={})
+    plan = WalkForward.from_settings(settings.training)
+    folds = plan.folds(1254, tested_bars=252)
+    tested = np.concatenate([np.arange(f.test_start, f.test_stop) for f in folds])
+    np.testing.assert_array_equal(tested, np.arange(1254 - 252, 1254))  # each evaluated bar tested once, in order
+    assert len(folds) == 4
+    assert all(f.train_start == 0 and f.test_start - f.train_stop == plan.gap_period for f in folds)
+    # The same windows as the full walk-forward's, anchored at the evaluated block.
+    assert plan.folds(1254, tested_bars=1254)[0] == plan.folds(1254)[0]
+
+
 def test_sliding_window_keeps_its_length():
     plan = WalkForward(train_period=100, test_period=20, retrain_frequency=20, gap_period=6, label_span_bars=6, window="sliding")
     folds = plan.folds(200)
