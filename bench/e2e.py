@@ -73,6 +73,7 @@ SMALL_MODELS = {
     "lstm": {"hidden_size": 16, "num_layers": 1, "epochs": 2, "patience": 1, "batch_size": 256},
 }
 TOPIC_BASES = (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
+               ("signals_challenger", "signals.challenger"), ("cross_sections", "cross.sections"),
                ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
 
 
@@ -106,10 +107,10 @@ def _world_settings(settings: Settings, tmp: Path, tag: str, warmup_bars: int) -
 
 
 def _fresh(settings: Settings, tag: str, created: list[str]) -> Settings:
-    """Own bars, signals, dead letters, drift, state; own engine id and group.
+    """Own bars, signals, cross-sections, dead letters, drift, state; own engine id and group.
     The control topic (the published model set) is shared."""
     topics = {key: {"name": f"{getattr(settings.kafka.topics, key).name}.{tag}"}
-              for key in ("bars", "bars_dlq", "signals", "drift", "engine_state")}
+              for key in ("bars", "bars_dlq", "signals", "cross_sections", "drift", "engine_state")}
     out = _with(settings, {"kafka": {"topics": topics},
                            "serving": {"engine_id": f"{settings.serving.engine_id}-{tag}",
                                        "consumer_group": f"{settings.serving.consumer_group}-{tag}"}})

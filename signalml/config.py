@@ -334,8 +334,8 @@ class MonitorSettings(Section):
                                      description="Kafka group session: how long a dead worker holds its partitions")
     ic_window_bars: int = Field(20, ge=2, description="bar times in the rolling rank IC")
     min_names: int = Field(5, ge=3, description="fewest symbols with a matured return for a rank IC")
-    grace_bars: int = Field(5, ge=0, description="bar times past the horizon before a missing return is given up")
-    history_bars: int = Field(1300, ge=10, description="closes kept per symbol for joining late signals")
+    batch_max_records: int = Field(64, ge=1, description="cross-section records per Faust batch (take_events)")
+    batch_wait_s: float = Field(0.05, gt=0, le=10.0, description="longest wait for a batch to fill")
     ic_decay_warning_z: float = Field(2.0, gt=0)
     ic_decay_critical_z: float = Field(3.0, gt=0)
     adwin_delta: float = Field(0.002, gt=0, lt=1)
@@ -410,6 +410,9 @@ class TopicsSettings(Section):
     signals: TopicSettings = _topic("signals", 4)
     signals_challenger: TopicSettings = _topic("signals.challenger", 4)
     drift: TopicSettings = _topic("drift", 1)
+    # One record per closed cross-section and engine role, for the monitor;
+    # at 5,000 symbols a record is about half a megabyte.
+    cross_sections: TopicSettings = _topic("cross.sections", 1, **{"max.message.bytes": "67108864"})
     control: TopicSettings = _topic("control", 1, **{"cleanup.policy": "compact"})
     engine_state: TopicSettings = _topic(
         "engine.state", 1, **{"cleanup.policy": "compact", "max.message.bytes": "67108864"}

@@ -89,6 +89,29 @@ class Signal(Struct, frozen=True):
     horizon_bars: int = 0
 
 
+class CrossSectionRecord(Struct, frozen=True):
+    """One closed cross-section as the engine scored it; topic
+    ``cross_sections``, key = the engine's role (``champion`` or
+    ``challenger``), published in the same transaction as its signals.
+
+    ``symbols`` and ``closes``: every bar of bar time ``ts`` (sorted by
+    symbol); ``score`` and ``members``: aligned with ``symbols``, None where
+    a symbol was not scored (warming up, rejected by the features).
+    ``model_set`` is empty and the scores are all None while no model set
+    was serving: the record still carries the closes that the returns of
+    earlier cross-sections mature on.
+    """
+
+    ts: EpochMs
+    role: str
+    model_set: str
+    horizon_bars: int
+    symbols: list[str]
+    closes: list[float]
+    score: list[float | None]
+    members: dict[str, list[float | None]]
+
+
 Severity = Literal["info", "warning", "critical"]
 
 

@@ -56,6 +56,7 @@ from stream.observability import EngineMetrics, HealthServer
 from stream.pipeline import CrossSectionPipeline
 from stream.query import CommittedState, query_routes
 from stream.roles import signals_topic
+from stream.signals import build_record
 
 log = logging.getLogger("signalml.engine")
 
@@ -503,6 +504,7 @@ class Engine:
             # rather than let these cross-sections go unscored.
             raise TritonUnavailable(f"model set {self.unwarmed[0].model_set} is not answering")
         if self.model_set is None or not past_warmup or not prepared.symbols:
+            self._publish_record(xs, [])
             self._observe(prepared.stage_s)
             return
         try:
@@ -515,6 +517,7 @@ class Engine:
         topic = self.signals_topic
         for signal in signals:
             self.checkpoint.produce(topic, signal.symbol.encode(), encode(signal))
+        self._publish_record(xs, signals)
         if self.drift is not None:
             for event in self.drift.update(xs.ts, prepared.features):
                 self.checkpoint.produce(self.settings.kafka.topics.drift.name, event.key().encode(), encode(event))
@@ -522,6 +525,18 @@ class Engine:
         self.pending_signals.extend(signals)
         prepared.stage_s["publish"] = time.perf_counter() - started
         self._observe(prepared.stage_s)
+
+    def _publish_record(self, xs, signals: list) -> None:
+        """The cross-section's record for the monitor, in the transaction of
+        its signals, from the closed cross-section alone (so it replays as
+        the signals do). Every closed cross-section has one: the closes of a
+        cross-section without signals still mature earlier ones' returns."""
+        model_set = self.model_set
+        record = build_record(xs.ts, self.settings.serving.role, xs.symbols, [bar.close for bar in xs.bars], signals,
+                              model_set.id if model_set is not None else "",
+                              model_set.manifest.horizon_bars if model_set is not None else 0)
+        self.checkpoint.produce(self.settings.kafka.topics.cross_sections.name,
+                                self.settings.serving.role.encode(), encode(record))
 
     def _observe(self, stages: dict[str, float]) -> None:
         for stage, seconds in stages.items():

@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,12 +47,24 @@ def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
     return next(bound for bound in bounds if cumulative[bound] >= q * total)
 
 
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """CPU, memory, file descriptors and the garbage collector, as
+    Prometheus' default registry has them (ours are private registries);
+    a registry that has them already is left as it is."""
+    for collector in (ProcessCollector, GCCollector):
+        try:
+            collector(registry=registry)
+        except ValueError:  # its metric names are registered already
+            pass
+
+
 class EngineMetrics:
     """Every engine metric, on one registry (names prefixed ``signalml_``)."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        register_process_collectors(r)
         self.bars_in = Counter("signalml_bars_in", "Bars consumed from the bars topic", registry=r)
         self.bars_rejected = Counter("signalml_bars_rejected", "Bars dead-lettered, by reason", ["reason"], registry=r)
         self.bars_late = Counter("signalml_bars_late", "Bars of an already closed bar time", registry=r)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from signalml.contracts import Signal
+from signalml.contracts import CrossSectionRecord, Signal
 
 
 def percentile_ranks(scores: np.ndarray) -> np.ndarray:
@@ -45,3 +45,27 @@ def build_signals(
         )
         for i, symbol in enumerate(symbols)
     ]
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def build_record(ts: int, role: str, symbols: list[str], closes: list[float], signals: list[Signal],
+                 model_set: str = "", horizon_bars: int = 0) -> CrossSectionRecord:
+    """The cross-section record of bar time ``ts``: every bar's close and,
+    aligned with them, the scores of the symbols that have a signal (None
+    for the others; NaN scores too, since JSON has no NaN)."""
+    by_symbol = {signal.symbol: signal for signal in signals}
+    names = sorted({name for signal in signals for name in signal.members})
+    score: list[float | None] = []
+    members: dict[str, list[float | None]] = {name: [] for name in names}
+    for symbol in symbols:
+        signal = by_symbol.get(symbol)
+        score.append(None if signal is None else _finite(signal.score))
+        for name in names:
+            members[name].append(None if signal is None or name not in signal.members
+                                 else _finite(signal.members[name]))
+    return CrossSectionRecord(ts=ts, role=role, model_set=model_set if signals else "",
+                              horizon_bars=horizon_bars if signals else 0, symbols=list(symbols),
+                              closes=[float(c) for c in closes], score=score, members=members)

@@ -91,6 +91,8 @@ class DemoFeed:
         self.latency = Latency()
         self.monitor: dict | None = None  # the champion's report from the monitor's /status
         self.monitor_released = 0  # cross-sections the monitor has evaluated
+        self.monitor_matured = 0  # tail cross-sections whose returns have matured
+        self.monitor_behind_why: str | None = None  # why the demo stopped waiting for the monitor
         kafka, serving, monitor = settings.kafka, settings.serving, settings.monitor
         self.engine_url = f"http://{serving.http_host}:{serving.http_port}"
         self.monitor_url = f"http://{monitor.http_host}:{monitor.http_port}"

@@ -115,10 +115,9 @@ def serve_and_replay(settings: Settings, options: DemoOptions, data: DemoData, m
                      out: Path) -> dict:
     """Engine and monitor up, warm-up and tail replayed and watched, both stopped.
 
-    The monitor starts after the warm-up, at the end of the topics: the
-    returns of the tail's signals need closes of the tail only, and it is
-    the slowest reader (Faust, a table write per close), so it is spared
-    the warm-up's bars."""
+    The monitor starts after the warm-up, at the end of the cross-sections
+    topic: the returns of the tail's cross-sections need the tail's closes
+    only."""
     ids, topics, bootstrap = RunIds.new(), settings.kafka.topics, settings.kafka.bootstrap_servers
     start_group_at_end(bootstrap, ids.consumer_group, [topics.bars.name])
     feed = DemoFeed(settings, manifest.model_set)
@@ -130,8 +129,7 @@ def serve_and_replay(settings: Settings, options: DemoOptions, data: DemoData, m
         say(f"engine: pid {engine.pid}, engine id {ids.engine_id}, {feed.engine_url}/metrics, log {engine.log}")
         wait_engine(feed, engine, manifest.model_set)
         warm_up(settings, data, feed, engine)
-        start_group_at_end(bootstrap, ids.monitor_app,
-                           [topics.bars.name, topics.signals.name, signals_topic(settings, "challenger")])
+        start_group_at_end(bootstrap, ids.monitor_app, [topics.cross_sections.name])
         drift_monitor = Child(["monitor", "--loglevel", "warn"], {"SIGNALML__MONITOR__APP_ID": ids.monitor_app},
                               out / "logs" / "monitor.log", options.config)
         children.append(drift_monitor)
@@ -158,7 +156,9 @@ def serve_and_replay(settings: Settings, options: DemoOptions, data: DemoData, m
         "tail_bars_per_s": round(feed.tail_bars_per_s or 0.0, 1),
         "latency_s": {"p50_at_most": feed.latency.p50_s, "p99_at_most": feed.latency.p99_s,
                       "commits": feed.latency.count},
-        "monitor": {"evaluated": feed.monitor_released, "rolling_rank_ic": feed.rolling_ic(),
+        "monitor": {"evaluated": feed.monitor_released, "matured": feed.monitor_matured,
+                    "not_evaluated": max(0, feed.monitor_matured - feed.monitor_released),
+                    "why_not": feed.monitor_behind_why, "rolling_rank_ic": feed.rolling_ic(),
                     "training_rank_ic": feed.training_ic()},
         "drift_events": feed.drift_counts(),
         "logs": [str(child.log) for child in children],
@@ -192,7 +192,9 @@ def watch_tail(settings: Settings, options: DemoOptions, data: DemoData, feed: D
                children: list[Child]) -> ReplaySummary:
     """Replay the tail in a thread and show the feed until every tail bar
     time is scored and the monitor has evaluated those whose returns have
-    matured (or has not moved for ``settle_s``, or ``deadline_s`` passed)."""
+    matured. A monitor that stops moving for ``settle_s``, or is still
+    behind ``deadline_s`` after the replay, is not waited for further: how
+    many it did not evaluate, and why, go into the summary and are said."""
     outcome: dict = {}
 
     def run_replay() -> None:
@@ -204,7 +206,8 @@ def watch_tail(settings: Settings, options: DemoOptions, data: DemoData, feed: D
 
     tail_times = set(data.tail_times)
     n_tail, n_evaluable = len(tail_times), max(0, len(tail_times) - horizon_bars)
-    settle_s, deadline_s = 10.0, 180.0
+    settle_s, deadline_s = 30.0, 180.0
+    feed.monitor_matured = n_evaluable
     say(f"tail: {n_tail} bar times at {options.speed:g} per second")
     title = f"SignalML demo · {feed.model_set} · tail {span(data.tail)} at {options.speed:g}/s"
     thread = threading.Thread(target=run_replay, name="demo-replay", daemon=True)
@@ -231,8 +234,17 @@ def watch_tail(settings: Settings, options: DemoOptions, data: DemoData, feed: D
                 replayed_at = now
             if replayed_at is not None:
                 late = now - replayed_at > deadline_s
-                if scored == n_tail and (feed.monitor_released >= n_evaluable or now - moved_at > settle_s or late):
-                    break  # a monitor still behind is shown as far as it got
+                if scored == n_tail and feed.monitor_released >= n_evaluable:
+                    break
+                if scored == n_tail and (now - moved_at > settle_s or late):
+                    behind = n_evaluable - feed.monitor_released
+                    feed.monitor_behind_why = (
+                        f"the monitor evaluated nothing for {settle_s:.0f} s" if now - moved_at > settle_s else
+                        f"the monitor was still behind {deadline_s:.0f} s after the replay ended") + \
+                        f"; see {children[-1].log}"
+                    say(f"monitor: {behind} of {n_evaluable} matured cross-sections NOT evaluated: "
+                        f"{feed.monitor_behind_why}")
+                    break
                 if late:
                     raise ServiceError(f"demo: {scored} of {n_tail} tail bar times scored {deadline_s:.0f} s after "
                                        f"the replay ended; see {children[0].log}")

@@ -169,8 +169,10 @@ def summary_lines(summary: dict) -> list[str]:
         f"  signals      {summary['signals']:,} on the signals topic, {summary['complete_cross_sections']} complete "
         f"cross-sections, model_set={summary['model_set']}",
         f"  latency      {latency_line}",
-        f"  monitor      {monitor['evaluated']} cross-sections evaluated; rolling rank IC of the ensemble {ensemble} "
-        f"(training {trained})",
+        f"  monitor      {monitor['evaluated']} of {monitor['matured']} matured cross-sections evaluated; rolling "
+        f"rank IC of the ensemble {ensemble} (training {trained})",
+        *([f"               {monitor['not_evaluated']} NOT evaluated: {monitor['why_not']}"]
+          if monitor["not_evaluated"] else []),
         f"  drift        {drift}",
         f"  logs         {', '.join(summary['logs'])}",
         f"  summary      {summary['out']}/demo.json",

@@ -42,7 +42,7 @@ def creation_config(settings: Settings, key: str) -> dict[str, str]:
 def engine_topic_keys(settings: Settings) -> list[str]:
     """The topics (``kafka.topics`` keys) an engine of ``settings`` uses."""
     signals = "signals" if settings.serving.role == "champion" else "signals_challenger"
-    return ["bars", "bars_dlq", signals, "drift", "control", "engine_state"]
+    return ["bars", "bars_dlq", signals, "cross_sections", "drift", "control", "engine_state"]
 
 
 def require_topics(settings: Settings, keys: Iterable[str], *, timeout_s: float | None = None,

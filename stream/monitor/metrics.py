@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream.observability import register_process_collectors
 
 
 class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        register_process_collectors(r)
         self.messages = Counter("signalml_monitor_messages", "Messages consumed, by topic role", ["source"], registry=r)
         self.rejected = Counter("signalml_monitor_rejected", "Messages that could not be decoded, by source and reason",
                                 ["source", "reason"], registry=r)
@@ -34,6 +37,11 @@ class MonitorMetrics:
                                  registry=r)
         self.pending = Gauge("signalml_monitor_pending_cross_sections", "Cross-sections waiting for returns",
                              ["role"], registry=r)
+        self.input_ts = Gauge("signalml_monitor_input_bar_time_ms",
+                              "Bar time of the last cross-section record taken, by role (lag: the engine's "
+                              "signalml_last_bar_time_ms minus this)", ["role"], registry=r)
+        self.batch_records = Histogram("signalml_monitor_batch_records", "Records per processed batch",
+                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
 
     def observe(self, xs, analyzer, events) -> None:
         """Called for every released cross-section."""

@@ -1,98 +1,108 @@
-"""The monitor's wiring: bars and signals in, drift events out.
+"""The monitor's wiring: cross-section records in, drift events out.
 
-:class:`DriftMonitor` keeps all its state in one key-value ``store`` (a
-dict in tests, a Faust table in :mod:`stream.monitor.app`), as small keys
-(see :mod:`.returns`, :mod:`.clock`, :mod:`.book`) and, per role, one
-commit record::
+:class:`DriftMonitor` keeps its state in one key-value ``store`` (a dict in
+tests, a Faust table in :mod:`stream.monitor.app`), one commit record per
+role and the manifests::
 
-    q|ROLE -> {"released": last released bar time, "analyzer": its state}
+    q|ROLE -> {"last": bar time of the last record taken, "released": the last
+               one evaluated, "analyzer": its state, "window": source offsets
+               of the records whose returns have not matured}
     m|MODEL_SET -> the manifest (training ICs, reference bins)
 
-Processing is idempotent, which is what makes at-least-once delivery
-enough: a replayed bar or signal is recognised and changes nothing, and a
-bar time is released once, in order. With ``auto_commit=False`` the caller
-first makes sure the events of :meth:`on_bar` / :meth:`on_signal` are
-delivered, then calls :meth:`commit` (the release records); a crash in
-between replays the inputs, releases the same bar times again and
-re-sends the same events under the same keys.
+The records themselves stay on their topic: after a restart :meth:`load`
+reads the window's records back by offset (``fetch``). Processing is
+idempotent, which is what makes at-least-once delivery enough: a record
+whose bar time is not after the role's last one is a replay and changes
+nothing, and each role's record is one key, written atomically. The caller
+first makes sure the events of :meth:`on_cross_section` are delivered,
+then calls :meth:`commit`; a crash in between replays the records,
+evaluates the same bar times again and re-sends the same events under the
+same keys.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, MutableMapping
+from typing import Callable, Iterable, MutableMapping
 
 import msgspec
 import numpy as np
 
 from signalml.config import MonitorSettings
-from signalml.contracts import Bar, DriftEvent, ModelSetManifest, Signal
+from signalml.contracts import CrossSectionRecord, DriftEvent, ModelSetManifest
 from stream.monitor.analyzer import CrossSection, ModelSetAnalyzer
-from stream.monitor.book import SignalBook
-from stream.monitor.clock import BarClock
-from stream.monitor.returns import ForwardReturns
+from stream.monitor.join import RecordWindow
 from stream.roles import ROLES
 
 log = logging.getLogger("signalml.monitor")
 
-_manifest = msgspec.json.Decoder(ModelSetManifest)
+Fetch = Callable[[list[int]], dict[int, CrossSectionRecord]]
+
+
+def _no_fetch(offsets: list[int]) -> dict[int, CrossSectionRecord]:
+    if offsets:
+        raise RuntimeError(f"records at offsets {offsets} are needed but the monitor was given no way to read them")
+    return {}
 
 
 class DriftMonitor:
     def __init__(self, cfg: MonitorSettings, store: MutableMapping, *, default_horizon_bars: int,
-                 bars_partitions: int, roles: tuple[str, ...] = ROLES, auto_commit: bool = True,
+                 roles: tuple[str, ...] = ROLES, fetch: Fetch = _no_fetch,
                  on_release: Callable[[CrossSection, ModelSetAnalyzer, list[DriftEvent]], None] | None = None):
         self.cfg = cfg
         self.store = store
         self.roles = roles
-        self.auto_commit = auto_commit
+        self.fetch = fetch
         self.on_release = on_release
-        self.returns = ForwardReturns(store, cfg.history_bars)
-        self.clock = BarClock(store, cfg.history_bars, bars_partitions)
-        self.books = {role: SignalBook(store, role, default_horizon_bars) for role in roles}
+        self.default_horizon_bars = default_horizon_bars
+        self.windows: dict[str, RecordWindow] = {}
         self.analyzers: dict[str, ModelSetAnalyzer] = {}
+        self.last: dict[str, int | None] = {}
         self.released: dict[str, int | None] = {}
-        self.unresolved: dict[str, tuple[int, set[str]]] = {}  # role -> (head bar time, symbols waiting)
-        self.dirty: dict[str, list[int]] = {}  # role -> bar times released since the last commit
-        self.counts = {"stale_signals": 0, "duplicate_signals": 0, "duplicate_bars": 0, "released": 0,
-                       "returns_given_up": 0}
+        self.dirty: set[str] = set()
+        self.counts = {"records": 0, "replayed_records": 0, "released": 0, "returns_given_up": 0}
         self.loaded = False
+        self.generation = 0  # how many times the state was loaded
 
     # ---------------------------------------------------------------- state
 
     def load(self) -> None:
-        """Derive the in-memory indexes from the store (once, until
-        :meth:`invalidate`). In the Faust app the store is a table that is
-        complete only once its recovery has finished: loading earlier builds
-        the indexes from a partial store (released nothing, counts that do
-        not match the rows), so nothing but the inputs and the end of a
-        recovery may call this."""
+        """Derive the in-memory state from the store and read the pending
+        records back (once, until :meth:`invalidate`). In the Faust app the
+        store is a table that is complete only once its recovery has
+        finished, so nothing but the inputs and the end of a recovery may
+        call this."""
         if self.loaded:
             return
-        self.analyzers, self.released, self.unresolved, self.dirty = {}, {}, {}, {}
-        for role in self.roles:
-            record = self.store.get(f"q|{role}") or {}
+        self.windows, self.analyzers, self.last, self.released, self.dirty = {}, {}, {}, {}, set()
+        records = {role: self.store.get(f"q|{role}") or {} for role in self.roles}
+        wanted = sorted({offset for record in records.values() for offset in record.get("window", [])})
+        fetched = self.fetch(wanted)
+        for role, record in records.items():
+            window = self.windows[role] = RecordWindow(self.default_horizon_bars)
+            for offset in record.get("window", []):
+                window.add(offset, fetched[offset])
+            self.last[role] = record.get("last")
             self.released[role] = record.get("released")
             if record.get("analyzer"):
                 self.analyzers[role] = ModelSetAnalyzer.from_state(self.cfg, record["analyzer"])
-            self.books[role].load(self.released[role])
         self.loaded = True
+        self.generation += 1
 
     def invalidate(self) -> None:
-        """Forget the in-memory indexes (a rebalance may recover the store
-        anew); the next input or :meth:`load` rebuilds them."""
+        """Forget the in-memory state (a rebalance may recover the store
+        anew); the next input or :meth:`load` rebuilds it."""
         self.loaded = False
 
     def commit(self) -> None:
-        """Write the release records (one key per role, so each is atomic),
-        then drop the released signals."""
-        for role, released in self.dirty.items():
+        """Write the commit record of each role that changed (one key per
+        role, so each is atomic)."""
+        for role in sorted(self.dirty):
             analyzer = self.analyzers.get(role)
-            self.store[f"q|{role}"] = {"released": self.released[role],
-                                       "analyzer": analyzer.state() if analyzer else None}
-            for ts in released:
-                self.books[role].drop(ts)
-        self.dirty = {}
+            self.store[f"q|{role}"] = {"last": self.last[role], "released": self.released[role],
+                                       "analyzer": analyzer.state() if analyzer else None,
+                                       "window": self.windows[role].offsets}
+        self.dirty = set()
 
     # ---------------------------------------------------------------- inputs
 
@@ -103,73 +113,46 @@ class DriftMonitor:
         raw = self.store.get(f"m|{model_set}")
         return None if raw is None else msgspec.convert(raw, ModelSetManifest)
 
-    def on_bar(self, bar: Bar, partition: int) -> list[DriftEvent]:
+    def on_cross_section(self, record: CrossSectionRecord, offset: int) -> list[DriftEvent]:
+        """Take one role's record (bar-time order per role); evaluate every
+        earlier record whose returns matured with it."""
         self.load()
-        if not self.returns.update(bar.symbol, bar.ts, bar.close):
-            # A replayed bar may be one whose close was stored before a crash
-            # but whose clock update or release was not: both are repeated
-            # (each is idempotent), or the last bar of a stream could leave
-            # its releases undone for good.
-            self.counts["duplicate_bars"] += 1
-        advanced = self.clock.update(bar.ts, partition)
-        events = []
-        for role in self.roles:
-            waiting = self.unresolved.get(role)
-            if waiting is not None and bar.symbol in waiting[1]:
-                head = waiting[0]
-                if self.returns.lookup(bar.symbol, head, self.books[role].meta(head)["horizon"]) is not None:
-                    waiting[1].discard(bar.symbol)
-            # No waiting set (after a load, or nothing pending): _release
-            # finds out; it releases only what is ready, whoever calls it.
-            if advanced or waiting is None or not waiting[1]:
-                events += self._release(role)
-        return self._done(events)
-
-    def on_signal(self, signal: Signal, role: str) -> list[DriftEvent]:
-        self.load()
-        released = self.released.get(role)
-        if released is not None and signal.ts <= released:
-            self.counts["stale_signals"] += 1
+        role = record.role
+        if role not in self.roles:
+            raise ValueError(f"cross-section record of unknown role {role!r}")
+        last = self.last.get(role)
+        if last is not None and record.ts <= last:
+            self.counts["replayed_records"] += 1
             return []
-        book = self.books[role]
-        if not book.add(signal):
-            # As for bars: the release this signal completed may not have
-            # been committed before a crash, so it is tried again.
-            self.counts["duplicate_signals"] += 1
-        events = self._release(role) if book.counts[signal.ts] >= book.meta(signal.ts)["size"] else []
-        return self._done(events)
+        self.counts["records"] += 1
+        window = self.windows[role]
+        window.add(offset, record)
+        self.last[role] = record.ts
+        self.dirty.add(role)
+        events = []
+        for matured, horizon, returns in window.matured():
+            events += self._analyse(role, matured, horizon, returns)
+        return events
 
-    def _done(self, events: list[DriftEvent]) -> list[DriftEvent]:
-        if self.auto_commit and self.dirty:
-            self.commit()
+    def on_cross_sections(self, records: Iterable[tuple[CrossSectionRecord, int]]) -> list[DriftEvent]:
+        events = []
+        for record, offset in records:
+            events += self.on_cross_section(record, offset)
         return events
 
     # ---------------------------------------------------------------- release
 
-    def _release(self, role: str) -> list[DriftEvent]:
-        """Release the role's bar times in order while the first is ready."""
-        book, events = self.books[role], []
-        done = set(self.dirty.get(role, ()))
-        for ts in [t for t in book.pending if t not in done]:
-            if not book.complete(ts):
-                break
-            horizon = book.meta(ts)["horizon"]
-            waiting = self.unresolved.get(role)
-            if waiting is None or waiting[0] != ts:
-                waiting = (ts, {s for s in book.symbols.get(ts, ()) if self.returns.lookup(s, ts, horizon) is None})
-                self.unresolved[role] = waiting
-            if waiting[1] and self.clock.bars_after(ts) < horizon + self.cfg.grace_bars:
-                break
-            events += self._analyse(role, ts, horizon, given_up=len(waiting[1]))
-            self.unresolved.pop(role, None)
-        return events
-
-    def _analyse(self, role: str, ts: int, horizon: int, given_up: int) -> list[DriftEvent]:
-        book = self.books[role]
-        meta = book.meta(ts)
-        symbols, score, members = book.rows(ts)
-        returns = np.array([np.nan if (r := self.returns.lookup(s, ts, horizon)) is None else r for s in symbols])
-        xs = CrossSection(role, ts, meta["model_set"], horizon, symbols, score, members, returns)
+    def _analyse(self, role: str, record: CrossSectionRecord, horizon: int, returns: np.ndarray) -> list[DriftEvent]:
+        score = np.array(record.score, dtype=np.float64)
+        members = {name: np.array(values, dtype=np.float64) for name, values in sorted(record.members.items())}
+        scored = np.isfinite(score)
+        for values in members.values():
+            scored |= np.isfinite(values)
+        keep = np.flatnonzero(scored)
+        symbols = [record.symbols[i] for i in keep]
+        returns = returns[keep]
+        xs = CrossSection(role, record.ts, record.model_set, horizon, symbols, score[keep],
+                          {name: values[keep] for name, values in members.items()}, returns)
         analyzer = self.analyzers.get(role)
         if analyzer is None or analyzer.model_set != xs.model_set:
             if analyzer is not None:
@@ -177,10 +160,9 @@ class DriftMonitor:
             analyzer = self.analyzers[role] = ModelSetAnalyzer(self.cfg, role, xs.model_set, horizon,
                                                                self.manifest(xs.model_set))
         events = analyzer.update(xs)
-        self.released[role] = ts
-        self.dirty.setdefault(role, []).append(ts)
+        self.released[role] = record.ts
         self.counts["released"] += 1
-        self.counts["returns_given_up"] += given_up
+        self.counts["returns_given_up"] += int(len(returns) - np.isfinite(returns).sum())
         if self.on_release is not None:
             self.on_release(xs, analyzer, events)
         return events
@@ -189,14 +171,14 @@ class DriftMonitor:
 
     def report(self) -> dict:
         """Both roles side by side: model set, bar times, latest and rolling
-        rank IC per subject, training IC, decay level. ``ready`` is False
-        until the indexes were loaded (in the app: until the table's
-        recovery has finished); the report does not load them itself."""
+        rank IC per subject, training IC, decay level; per role the bar time
+        of the last record taken and the records waiting for their returns.
+        ``ready`` is False until the state was loaded (in the app: until the
+        table's recovery has finished); the report does not load it itself."""
         return {
             "ready": self.loaded,
             "roles": {role: (self.analyzers[role].report() if role in self.analyzers else None) for role in self.roles},
-            "pending_bar_times": {role: len(self.books[role].pending) - len(self.dirty.get(role, ()))
-                                  for role in self.roles},
-            "low_watermark": self.clock.low_watermark,
+            "pending_bar_times": {role: len(self.windows[role]) if role in self.windows else 0 for role in self.roles},
+            "last_bar_time": {role: self.last.get(role) for role in self.roles},
             "counts": dict(self.counts),
         }

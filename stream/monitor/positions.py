@@ -11,8 +11,8 @@ reach the monitor, so a symbol's forward return silently spans the wrong
 bars.
 
 So the monitor keeps, per source partition, the next offset it expects
-(``o|TOPIC|PARTITION`` in the state table, written last for each record, so
-a recovered position implies the record's other writes were recovered
+(``o|TOPIC|PARTITION`` in the state table, written last for each batch, so
+a recovered position implies the batch's other writes were recovered
 too). A partition without a position starts at the group's committed
 offset, or at its beginning. A record before it is a replay and is skipped. A record after it
 means either offsets that hold no record for a ``read_committed`` reader
@@ -34,16 +34,28 @@ def position_key(topic: str, partition: int) -> str:
 
 
 class Positions:
-    """Next expected offset per source partition, in the state ``store``."""
+    """Next expected offset per source partition: in memory while a batch
+    runs, in the state ``store`` once :meth:`flush` writes it."""
 
     def __init__(self, store: MutableMapping):
         self.store = store
+        self.unwritten: dict[str, int] = {}
 
     def expected(self, topic: str, partition: int) -> int | None:
-        return self.store.get(position_key(topic, partition))
+        key = position_key(topic, partition)
+        return self.unwritten.get(key, self.store.get(key))
 
     def advance(self, topic: str, partition: int, offset: int) -> None:
-        self.store[position_key(topic, partition)] = offset + 1
+        self.unwritten[position_key(topic, partition)] = offset + 1
+
+    def flush(self) -> None:
+        for key, offset in self.unwritten.items():
+            self.store[key] = offset
+        self.unwritten = {}
+
+    def forget(self) -> None:
+        """Drop unwritten positions (the table is being recovered anew)."""
+        self.unwritten = {}
 
 
 class GapReader:
@@ -80,11 +92,17 @@ class GapReader:
         low, _ = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout_s)
         return low
 
+    def end_offset(self, topic: str, partition: int) -> int:
+        """The partition's high watermark: the offset after its last record
+        (committed or not, transaction markers included)."""
+        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout_s)
+        return high
+
     def read(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes | None, bytes]]:
         """``(offset, key, value)`` of the committed records at offsets
-        ``start`` <= offset < ``end``. ``end`` must be the offset of a
-        committed record (the one that revealed the gap): reading stops on
-        reaching it."""
+        ``start`` <= offset < ``end``. Reading stops on reaching ``end`` or
+        the end of what a ``read_committed`` reader may see (the first open
+        transaction)."""
         self.consumer.assign([TopicPartition(topic, partition, start if start >= 0 else OFFSET_BEGINNING)])
         records = []
         deadline = time.monotonic() + self.timeout_s
@@ -108,3 +126,42 @@ class GapReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def read_offsets(bootstrap_servers: str, topic: str, partition: int, offsets: list[int],
+                 timeout_s: float = 60.0) -> dict[int, bytes]:
+    """The committed records at ``offsets`` of one partition, by offset
+    (a fresh consumer each time: no end-of-partition event of an earlier
+    read can cut this one short). An offset with no committed record is
+    absent from the result."""
+    wanted = set(offsets)
+    if not wanted:
+        return {}
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": "signalml-monitor-record-reader",  # required by the client; nothing is committed
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    })
+    found: dict[int, bytes] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([TopicPartition(topic, partition, min(wanted))])
+        while True:
+            message = consumer.poll(0.5)
+            if message is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}[{partition}]: offsets {sorted(wanted)} not read in {timeout_s:.0f} s")
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return found
+                raise RuntimeError(f"{topic}[{partition}]: {error}")
+            if message.offset() in wanted:
+                found[message.offset()] = message.value()
+            if message.offset() >= max(wanted):
+                return found
+    finally:
+        consumer.close()

@@ -32,8 +32,8 @@ def world_overrides(tmp: Path, tag: str) -> dict:
     topics = {
         key: {"name": f"{base}.{tag}"}
         for key, base in (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
-                          ("signals_challenger", "signals.challenger"), ("drift", "drift"), ("control", "control"),
-                          ("engine_state", "engine.state"))
+                          ("signals_challenger", "signals.challenger"), ("cross_sections", "cross.sections"),
+                          ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
     }
     return {
         "paths": {"state_dir": str(tmp / "state")},
@@ -75,11 +75,30 @@ def delete_created_topics(tag: str) -> None:
     _created_topics.difference_update(mine)
 
 
+def delete_tagged(bootstrap: str, tag: str) -> None:
+    """Delete every topic and consumer group whose name holds ``tag``: what
+    a world's processes created besides its own topics (the monitor's Faust
+    changelog and assignor topics, the groups of engines and monitors)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [name for name in admin.list_topics(timeout=30).topics if tag in name]
+    groups = [group.group_id for group in admin.list_consumer_groups().result(30).valid if tag in group.group_id]
+    futures = list(admin.delete_topics(topics, operation_timeout=30).values()) if topics else []
+    futures += list(admin.delete_consumer_groups(groups).values()) if groups else []
+    for future in futures:
+        try:
+            future.result(60)
+        except Exception:  # noqa: BLE001 - already gone, or a group still in use
+            pass
+
+
 def with_output(settings: Settings, tag: str, *, own_bars: bool = False, **serving: object) -> Settings:
     """Same bars topic (unless ``own_bars``) and model sets; its own engine,
     group and outputs. ``serving``: settings of that section to change."""
     data = settings.model_dump(exclude={"root"})
-    keys = ("signals", "signals_challenger", "drift", "engine_state", "bars_dlq") + (("bars",) if own_bars else ())
+    keys = ("signals", "signals_challenger", "cross_sections", "drift", "engine_state", "bars_dlq")
+    keys += ("bars",) if own_bars else ()
     for key in keys:
         data["kafka"]["topics"][key]["name"] += f".{tag}"
     section = data["serving"]

@@ -54,6 +54,18 @@ def wait_for(settings, process, done, log, what: str, timeout_s: float = 240.0) 
     raise AssertionError(f"monitor: {what} did not happen in {timeout_s:.0f} s: {report}")
 
 
+def wait_for_line(process, log, text: str, timeout_s: float = 120.0) -> None:
+    """Until a line of this process (Faust writes its pid on each) in the log holds ``text``."""
+    pid = f"[{process.pid}]"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        if any(pid in line and text in line for line in log.read_text(errors="replace").splitlines()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"monitor: no {text!r} in its log in {timeout_s:.0f} s")
+
+
 def stop(process) -> None:
     """SIGTERM: Faust lets the agent finish its message (its events delivered) and exits."""
     process.send_signal(signal.SIGTERM)

@@ -29,7 +29,7 @@ from tests.integration.engine_world import DATA, REPO, new_tag
 pytestmark = pytest.mark.integration
 
 TOPICS = {"bars": "bars", "bars_dlq": "bars.dlq", "signals": "signals", "signals_challenger": "signals.challenger",
-          "drift": "drift", "control": "control", "engine_state": "engine.state"}
+          "cross_sections": "cross.sections", "drift": "drift", "control": "control", "engine_state": "engine.state"}
 
 
 def demo_env(tmp, tag: str) -> dict[str, str]:
@@ -107,6 +107,8 @@ def test_the_quick_demo_scores_every_tail_bar_once_and_stops_only_what_it_starte
     # evaluated every tail cross-section whose returns matured.
     horizon = settings.training.label_horizon_bars
     assert summary["monitor"]["evaluated"] == QUICK.tail_days - horizon, summary["monitor"]
+    assert summary["monitor"]["matured"] == QUICK.tail_days - horizon and summary["monitor"]["not_evaluated"] == 0
+    assert "producer buffer full" not in (out / "logs" / "monitor.log").read_text()
 
     assert (out / "report.html").is_file() and (out / "model_set").is_dir()
     assert summary["report"] == str(out / "report.html") and "report.html" in run.stdout

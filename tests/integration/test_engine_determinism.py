@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from confluent_kafka import TopicPartition
 
-from signalml.contracts import DeadLetter, DriftEvent
+from signalml.contracts import CrossSectionRecord, DeadLetter, DriftEvent
 from stream.bars_file import read_bars
 from stream.engine import Engine
 from stream.replay import replay
@@ -243,18 +243,30 @@ def test_80_symbols_read_as_a_backlog_give_predicts_signals_with_and_without_sig
     assert_signals_equal_predict(committed_signals(killed), expected)
     for topic in ("drift", "bars_dlq"):
         assert records_of(killed, topic) == records_of(uninterrupted, topic)
+    # The monitor's input: one record per closed bar time, in bar-time order,
+    # the same with and without kills, carrying the committed signals' scores.
+    cross_sections = records_of(killed, "cross_sections", in_topic_order=True)
+    assert cross_sections == records_of(uninterrupted, "cross_sections", in_topic_order=True)
+    times = [r["ts"] for _, r in cross_sections]
+    assert times == sorted(set(times)) and len(times) >= len(bar_times) - 5, (len(times), len(bar_times))
+    signals = committed_signals(killed)
+    scored = {(r["ts"], symbol): (score, {m: v[i] for m, v in r["members"].items()})
+              for _, r in cross_sections for i, (symbol, score) in enumerate(zip(r["symbols"], r["score"]))
+              if r["model_set"] and (r["ts"], symbol) in signals}
+    assert len(scored) == len(signals)
+    assert all(scored[key] == (s.score, s.members) for key, s in signals.items())
 
 
-def records_of(settings, key: str) -> list:
+def records_of(settings, key: str, in_topic_order: bool = False) -> list:
     """Every record of an output topic, decoded, wall-clock fields left out."""
     topic = getattr(settings.kafka.topics, key).name
-    kind = DriftEvent if key == "drift" else DeadLetter
+    kind = {"drift": DriftEvent, "cross_sections": CrossSectionRecord}.get(key, DeadLetter)
     out = []
     for message in read_topic(settings.kafka.bootstrap_servers, topic):
         record = msgspec.to_builtins(msgspec.json.decode(message.value(), type=kind))
         record.pop("rejected_at", None)
         out.append((message.key(), record))
-    return sorted(out, key=repr)
+    return out if in_topic_order else sorted(out, key=repr)
 
 
 def test_the_whole_bundled_file_read_as_a_backlog_gives_predicts_signals_with_and_without_sigkills(world):

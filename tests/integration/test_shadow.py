@@ -25,7 +25,7 @@ from signalml.services.triton import TritonServer
 from stream.inference.sync import SyncInferenceClient
 from stream.replay import replay
 from stream.topic_reader import read_topic
-from tests.integration.engine_world import new_tag, run_engines, signals_by_key
+from tests.integration.engine_world import delete_tagged, new_tag, run_engines, signals_by_key
 from tests.integration.monitor_process import start_monitor, stop, wait_for
 from tests.integration.planted_world import (
     DAY_MS,
@@ -82,6 +82,7 @@ def world(stack, tmp_path_factory):
                "challenger": challenger}
     finally:
         triton.stop()
+        delete_tagged(settings.kafka.bootstrap_servers, tag)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,8 @@ def signalml(env: dict, *args: str, timeout_s: float = 120) -> subprocess.Comple
 def fresh_names(stack, settings):
     """Topic names no test has used; whatever gets created is deleted."""
     tag = uuid.uuid4().hex[:8]
-    names = {"bars": f"bars.new-{tag}", "bars_dlq": f"bars.dlq.new-{tag}"}
+    names = {"bars": f"bars.new-{tag}", "bars_dlq": f"bars.dlq.new-{tag}",
+             "cross_sections": f"cross.sections.new-{tag}"}
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
     yield names, admin
     existing = set(admin.list_topics(timeout=10).topics)
@@ -65,16 +66,17 @@ def test_the_broker_does_not_create_a_topic_on_first_use(fresh_names, settings):
     assert names["bars"] not in admin.list_topics(timeout=10).topics
 
 
-@pytest.mark.parametrize("command", [["serve"], ["replay", "--bars", "data/sp500_daily_2015_2019.parquet"],
-                                     ["monitor"], ["retrain", "--once"]])
-def test_a_command_refuses_to_start_against_a_missing_topic(fresh_names, settings, command):
+@pytest.mark.parametrize(("command", "key"), [(["serve"], "bars"), (["serve"], "cross_sections"),
+                                              (["replay", "--bars", "data/sp500_daily_2015_2019.parquet"], "bars"),
+                                              (["monitor"], "cross_sections"), (["retrain", "--once"], "bars")])
+def test_a_command_refuses_to_start_against_a_missing_topic(fresh_names, settings, command, key):
     names, admin = fresh_names
-    done = signalml(env_with(bars=names["bars"]), *command)
+    done = signalml(env_with(**{key: names[key]}), *command)
     assert done.returncode == 1
     message = done.stderr.strip().splitlines()[-1]
-    assert message == (f"signalml: error: kafka topic {names['bars']!r} (kafka.topics.bars.name) does not exist "
+    assert message == (f"signalml: error: kafka topic {names[key]!r} (kafka.topics.{key}.name) does not exist "
                        f"on {settings.kafka.bootstrap_servers}: `signalml up` creates the configured topics")
-    assert names["bars"] not in admin.list_topics(timeout=10).topics
+    assert names[key] not in admin.list_topics(timeout=10).topics
 
 
 def test_a_command_refuses_a_topic_with_another_partition_count(fresh_names):

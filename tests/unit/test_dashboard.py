@@ -28,7 +28,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "signalml.json"
 
 # The drift monitor's families every dashboard must show: realised rank IC per
 # member of a model set, and the drift events it published.
-MONITOR_SHOWN = {"signalml_monitor_rank_ic", "signalml_monitor_drift_events"}
+MONITOR_SHOWN = {"signalml_monitor_rank_ic", "signalml_monitor_drift_events", "signalml_monitor_input_bar_time_ms"}
 
 # The retraining loop's (``signalml retrain --watch``): every family it exposes.
 RETRAIN_SHOWN = {"signalml_retrain_runs", "signalml_retrain_drift_events", "signalml_retrain_rank_ic",

@@ -20,3 +20,22 @@ def test_signals_carry_the_cross_section_size_and_the_rank_of_their_own_score():
                             {"m": np.array([1.0, 2.0, 3.0, 4.0])}, "ms-1", 5)
     assert [(s.symbol, s.rank, s.cross_section_size, s.members["m"]) for s in signals] == [
         ("A", 0.625, 4, 1.0), ("B", 0.25, 4, 2.0), ("C", 0.625, 4, 3.0), ("D", 1.0, 4, 4.0)]
+
+
+def test_a_cross_section_record_aligns_the_signals_scores_with_every_bar_and_leaves_the_unscored_empty():
+    from stream.signals import build_record, build_signals
+
+    signals = build_signals(7, ["B", "D"], np.array([0.5, np.nan]), {"m1": np.array([1.0, 2.0])}, "ms-1", 5)
+    record = build_record(7, "champion", ["A", "B", "C", "D"], [10.0, 11.0, 12.0, 13.0], signals, "ms-1", 5)
+    assert (record.ts, record.role, record.model_set, record.horizon_bars) == (7, "champion", "ms-1", 5)
+    assert record.symbols == ["A", "B", "C", "D"] and record.closes == [10.0, 11.0, 12.0, 13.0]
+    assert record.score == [None, 0.5, None, None]  # NaN is not JSON: no score
+    assert record.members == {"m1": [None, 1.0, None, 2.0]}
+
+
+def test_a_cross_section_without_signals_carries_its_closes_and_no_model_set():
+    from stream.signals import build_record
+
+    record = build_record(7, "challenger", ["A", "B"], [10.0, 11.0], [], "ms-1", 5)
+    assert (record.model_set, record.horizon_bars, record.score, record.members) == ("", 0, [None, None], {})
+    assert record.closes == [10.0, 11.0]

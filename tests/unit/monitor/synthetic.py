@@ -1,5 +1,5 @@
-"""A synthetic market with a planted signal, and the signals of a model
-that learned it, in the order the monitor would read them.
+"""A synthetic market with a planted signal, the signals of a model that
+learned it, and the engine's cross-section records of both.
 
 Each bar time ``t`` every symbol has a predictor ``z[t]`` (i.i.d. normal);
 its next one-bar log return is ``sigma * (beta[t] * z[t] + e[t+1])``. The
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from signalml.contracts import Bar, ModelSetManifest, Signal, schema_hash
+from signalml.contracts import Bar, CrossSectionRecord, ModelSetManifest, Signal, encode, schema_hash
+from stream.signals import build_record
 
 DAY_MS = 86_400_000
 START_MS = 1_600_000_000_000
@@ -25,7 +26,7 @@ MODEL_SET = "ms-20260101000000-0000beef"
 
 @dataclass(frozen=True)
 class Message:
-    kind: str  # "bar" | "signal"
+    kind: str  # "bar" | "signal" | "record"
     value: object
     partition: int = 0
     role: str = "champion"
@@ -34,8 +35,9 @@ class Message:
 def market(n_symbols: int = 40, n_bars: int = 400, *, beta: float = 1.0, flip_at: int | None = None,
            seed: int = 0, sigma: float = 0.01, horizon_bars: int = 5, warmup_bars: int = 0,
            model_set: str = MODEL_SET, partitions: int = 4, shift_member_at: int | None = None) -> list[Message]:
-    """Bars and signals, bar time by bar time: the bars of ``t`` (each
-    symbol on its partition), then the signals of ``t`` after warm-up."""
+    """Bars, signals and records, bar time by bar time: the bars of ``t``
+    (each symbol on its partition), the signals of ``t`` after warm-up, then
+    the cross-section record of ``t`` (closes, and the scores after warm-up)."""
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n_bars, n_symbols))
     noise = rng.standard_normal((n_bars, n_symbols))
@@ -55,6 +57,7 @@ def market(n_symbols: int = 40, n_bars: int = 400, *, beta: float = 1.0, flip_at
             bar = Bar(symbol=symbol, ts=ts, open=c, high=c * 1.001, low=c * 0.999, close=c, volume=1e6)
             messages.append(Message("bar", bar, partition=j % partitions))
         if t < warmup_bars:
+            messages.append(Message("record", build_record(ts, "champion", symbols, close[t].tolist(), [])))
             continue
         lgbm = z[t] + 0.5 * member_noise[t, :, 0]
         xgb = z[t] + 0.5 * member_noise[t, :, 1]
@@ -67,7 +70,46 @@ def market(n_symbols: int = 40, n_bars: int = 400, *, beta: float = 1.0, flip_at
                 ts=ts, symbol=symbol, score=float(score[j]), rank=float(ranks[j]),
                 members={"lgbm": float(lgbm[j]), "xgb": float(xgb[j])}, model_set=model_set,
                 cross_section_size=n_symbols, horizon_bars=horizon_bars)))
+        signals = [m.value for m in messages[-n_symbols:]]
+        messages.append(Message("record", build_record(ts, "champion", symbols, close[t].tolist(), signals,
+                                                       model_set, horizon_bars)))
     return messages
+
+
+def records(messages, role: str = "champion") -> list[CrossSectionRecord]:
+    """The cross-section records of ``messages``, as the engine of ``role`` publishes them."""
+    import msgspec
+
+    return [msgspec.structs.replace(m.value, role=role) for m in messages if m.kind == "record"]
+
+
+class RecordTopic:
+    """The cross-sections topic: records at offsets 0, 1, …; ``fetch``
+    reads them back by offset as the app does after a restart."""
+
+    def __init__(self, values: list[CrossSectionRecord]):
+        self.raw = [encode(value) for value in values]
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def fetch(self, offsets: list[int]) -> dict[int, CrossSectionRecord]:
+        import msgspec
+
+        return {offset: msgspec.json.decode(self.raw[offset], type=CrossSectionRecord) for offset in offsets}
+
+    def feed(self, monitor, start: int = 0, stop: int | None = None, batch: int = 7) -> list:
+        """Records ``start`` to ``stop`` in batches, committing after each."""
+        import msgspec
+
+        events = []
+        stop = len(self.raw) if stop is None else stop
+        for first in range(start, stop, batch):
+            for offset in range(first, min(first + batch, stop)):
+                record = msgspec.json.decode(self.raw[offset], type=CrossSectionRecord)
+                events += monitor.on_cross_section(record, offset)
+            monitor.commit()
+        return events
 
 
 def manifest(training_ic: float = 0.3, model_set: str = MODEL_SET, score_bins: bool = True) -> ModelSetManifest:
@@ -90,13 +132,3 @@ def manifest(training_ic: float = 0.3, model_set: str = MODEL_SET, score_bins: b
         training_metrics={"ensemble:average": {"rank_ic": training_ic}, "lgbm": {"rank_ic": training_ic * 0.85},
                           "xgb": {"rank_ic": training_ic * 0.85}},
     )
-
-
-def feed(monitor, messages) -> list:
-    events = []
-    for message in messages:
-        if message.kind == "bar":
-            events += monitor.on_bar(message.value, message.partition)
-        else:
-            events += monitor.on_signal(message.value, message.role)
-    return events
