@@ -308,6 +308,7 @@ class ServingSettings(Section):
     warmup_bars: int = Field(80, ge=0, description="bar times processed before signals are emitted")
     engine_id: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     consumer_group: str = Field("signalml-engine", min_length=1)
+    # At least the broker's group.min.session.timeout.ms (6 s by default).
     lease_session_timeout_s: float = Field(
         8.0, ge=6.0, le=300.0,
         description="engines with one engine_id: a killed active engine's lease passes to a standby after this long",
