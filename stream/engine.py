@@ -277,8 +277,8 @@ class Engine:
     def _recover(self, cause: str, exc: BaseException | None) -> None:
         """Rewind to the last commit with a new producer, waiting (with
         backoff, logging what for) until Kafka answers; ``exc`` None: the
-        start. Raises :class:`EngineFenced` when other engines with our id
-        keep fencing this one."""
+        start. Raises :class:`LeaseLost` when another engine with our id
+        fenced this one, or the lease is revoked meanwhile."""
         if isinstance(exc, ProducerFenced):
             raise LeaseLost(f"fenced by another engine with this id ({exc})", fenced=True) from None
         if exc is not None:
@@ -697,8 +697,10 @@ class Engine:
         committed offset, which a fresh group has not.)"""
         stats = msgspec.json.decode(raw)
         brokers = [b for name, b in stats.get("brokers", {}).items() if not name.endswith("/bootstrap")]
-        if brokers and not self.recovering:
-            states = sorted({b.get("state", "?") for b in brokers})
+        states = sorted({b.get("state", "?") for b in brokers})
+        # INIT: not connected yet because nothing was asked of it (a standby's
+        # consumer, which reads nothing), which says nothing about the broker.
+        if brokers and not self.recovering and states != ["INIT"]:
             self._broker_state("UP" in states, f"no broker up (broker states: {', '.join(states)})")
         for partition, info in stats.get("topics", {}).get(self.bars_topic, {}).get("partitions", {}).items():
             end, position = info.get("ls_offset", -1), info.get("app_offset", -1)
