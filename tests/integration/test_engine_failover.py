@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from signalml.services.process import free_port
 from signalml.status import engine_status
+from stream.observability import scraped_samples
 from stream.lease import lease_group
 from tests.integration.engine_world import (
     REPO,
@@ -106,6 +107,12 @@ class Engine:
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
+    def active_gauge(self) -> float:
+        """``signalml_engine_active`` on its ``/metrics``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5.0) as response:
+            samples = scraped_samples(response.read().decode())
+        return next(s.value for s in samples if s.name == "signalml_engine_active")
+
     def bar_time(self) -> int:
         return served_bar_time(f"http://127.0.0.1:{self.port}/v1/position")
 
@@ -153,6 +160,7 @@ def test_the_standby_takes_over_mid_stream_and_the_signals_equal_predict(world, 
     members = engine_status(settings)["engines"]
     assert [(m["role"], m["pid"]) for m in members] == [("active", active.process.pid),
                                                          ("standby", standby.process.pid)], members
+    assert (active.active_gauge(), standby.active_gauge()) == (1, 0)
 
     if stop == "SIGKILL":
         active.process.kill()
@@ -176,6 +184,7 @@ def test_the_standby_takes_over_mid_stream_and_the_signals_equal_predict(world, 
     # The stop landed mid-stream: cross-sections were committed before it,
     # and most were still to come.
     assert len(bar_times) // 3 <= at_stop < 0.9 * len(bar_times), (at_stop, len(bar_times))
+    assert standby.active_gauge() == 1
     wait_for(lambda: committed_closed(settings, bar_times) == len(bar_times), standby, timeout_s=300,
              what="the new active engine through the backlog")
 
@@ -184,6 +193,7 @@ def test_the_standby_takes_over_mid_stream_and_the_signals_equal_predict(world, 
     wait_for(lambda: len(engine_status(settings).get("engines", [])) == 2, again, standby,
              what="the restarted engine in the lease group")
     assert again.role() == "standby" and standby.role() == "active"
+    assert (standby.active_gauge(), again.active_gauge()) == (1, 0)
     members = engine_status(settings)["engines"]
     assert [(m["role"], m["pid"]) for m in members] == [("active", standby.process.pid),
                                                          ("standby", again.process.pid)], members
