@@ -179,7 +179,7 @@ def test_the_standby_takes_over_mid_stream_and_the_signals_equal_predict(world, 
         assert SESSION_TIMEOUT_S - 2 * HEARTBEAT_S <= took_s <= SESSION_TIMEOUT_S + 5.0, took_s
     else:  # the stopped engine left the group: no session to wait out
         assert took_s < SESSION_TIMEOUT_S / 2, took_s
-    assert first_commit_s - took_s < 10.0, (took_s, first_commit_s)
+    assert first_commit_s - took_s < 30.0, (took_s, first_commit_s)
 
     # The stop landed mid-stream: cross-sections were committed before it,
     # and most were still to come.
