@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from signalml.services.process import free_port
@@ -61,13 +62,22 @@ def pair(world, tmp_path):
         yield engines
     finally:
         engines.kill_all()
-        admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-        for future in admin.delete_consumer_groups([lease_group(settings.serving.engine_id)],
-                                                   request_timeout=30).values():
-            try:
-                future.result(30)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        delete_group(settings.kafka.bootstrap_servers, lease_group(settings.serving.engine_id))
+
+
+def delete_group(bootstrap: str, group: str) -> None:
+    """Delete ``group`` once it is empty: a member of a killed engine stays
+    until its session expires."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + SESSION_TIMEOUT_S + 10.0
+    while True:
+        try:
+            admin.delete_consumer_groups([group], request_timeout=30)[group].result(30)
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.NON_EMPTY_GROUP or time.monotonic() > deadline:
+                return  # already gone, or left to the broker's clean-up of empty groups
+        time.sleep(0.5)
 
 
 class Engines:
