@@ -55,14 +55,16 @@ def world(stack, tmp_path_factory):
 @pytest.fixture
 def pair(world, tmp_path):
     """Settings for two engines with one id (their own outputs, the world's
-    bars), and the processes started on them, killed at the end."""
+    bars), and the processes started on them, killed at the end; their
+    consumer groups are deleted."""
     settings = with_output(world["settings"], f"failover-{new_tag()}", lease_session_timeout_s=SESSION_TIMEOUT_S)
     engines = Engines(settings, tmp_path)
     try:
         yield engines
     finally:
         engines.kill_all()
-        delete_group(settings.kafka.bootstrap_servers, lease_group(settings.serving.engine_id))
+        for group in (lease_group(settings.serving.engine_id), settings.serving.consumer_group):
+            delete_group(settings.kafka.bootstrap_servers, group)
 
 
 def delete_group(bootstrap: str, group: str) -> None:
