@@ -42,18 +42,28 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from signalml.services.stack import Stack
-    from signalml.status import drift_lines, drift_status, model_set_lines, model_set_status
+    from signalml.status import (
+        drift_lines,
+        drift_status,
+        engine_lines,
+        engine_status,
+        model_set_lines,
+        model_set_status,
+    )
 
     services = Stack(settings).status()
     triton = services["triton"]
     triton_models = triton.get("models") if triton.get("running") and "error" not in triton else None
     model_set = model_set_status(settings, triton_models)
+    kafka_error = services["kafka"].get("error") or (None if services["kafka"].get("running") else "not running")
+    engine = engine_status(settings, kafka_error=kafka_error)
     drift = drift_status(settings, count=args.drift_events, kafka_error=services["kafka"].get("error"))
     if args.json:
-        print(json.dumps({**services, "model_set": model_set, "drift": drift}, indent=2, default=str))
+        print(json.dumps({**services, "engine": engine, "model_set": model_set, "drift": drift}, indent=2,
+                         default=str))
     else:
         _print_status(services)
-        print("\n".join(model_set_lines(model_set) + drift_lines(drift)))
+        print("\n".join(engine_lines(engine) + model_set_lines(model_set) + drift_lines(drift)))
     return 0
 
 

@@ -308,6 +308,11 @@ class ServingSettings(Section):
     warmup_bars: int = Field(80, ge=0, description="bar times processed before signals are emitted")
     engine_id: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     consumer_group: str = Field("signalml-engine", min_length=1)
+    # At least the broker's group.min.session.timeout.ms (6 s by default).
+    lease_session_timeout_s: float = Field(
+        8.0, ge=6.0, le=300.0,
+        description="engines with one engine_id: a killed active engine's lease passes to a standby after this long",
+    )
     consume_batch: int = Field(500, ge=1)
     commit_interval_s: float = Field(1.0, gt=0, description="longest time consumed bars stay uncommitted")
     snapshot_every_bar_times: int = Field(
@@ -417,9 +422,18 @@ class TopicsSettings(Section):
     engine_state: TopicSettings = _topic(
         "engine.state", 1, **{"cleanup.policy": "compact", "max.message.bytes": "67108864"}
     )
+    engine_lease: TopicSettings = _topic("engine.lease", 1)
 
     def all(self) -> dict[str, TopicSettings]:
         return {field: getattr(self, field) for field in type(self).model_fields}
+
+    @model_validator(mode="after")
+    def _one_lease(self) -> "TopicsSettings":
+        # Each partition would be a lease of its own: as many active engines.
+        if self.engine_lease.partitions != 1:
+            raise ValueError(f"engine_lease.partitions must be 1 (one active engine per engine id), "
+                             f"got {self.engine_lease.partitions}")
+        return self
 
 
 class KafkaSettings(Section):

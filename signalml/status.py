@@ -89,7 +89,55 @@ def drift_status(
     return {"topic": topic, "events": events}
 
 
+def engine_status(settings: Settings, timeout_s: float = DRIFT_READ_TIMEOUT_S, *,
+                  kafka_error: str | None = None) -> dict:
+    """The engine processes of ``serving.engine_id``, from its lease group:
+    ``{"engine_id", "group", "engines": [{"role", "pid", "host", "http", "member"}]}``
+    (the active one first; a group in the middle of a handover may have none
+    active), or ``{"engine_id", "group", "error"}`` when Kafka does not answer."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from signalml.services.kafka import _RdkafkaLog
+    from stream.lease import lease_group, parse_member_name
+
+    engine_id = settings.serving.engine_id
+    group = lease_group(engine_id)
+    out = {"engine_id": engine_id, "group": group}
+    bootstrap = settings.kafka.bootstrap_servers
+    if kafka_error:
+        return {**out, "error": f"Kafka at {bootstrap} is down or not answering ({kafka_error})"}
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _RdkafkaLog()})
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout_s)
+    except (KafkaException, TimeoutError) as exc:
+        detail = exc.args[0].str() if isinstance(exc, KafkaException) else "no answer"
+        return {**out, "error": f"Kafka at {bootstrap}: {detail}"}
+    topic = settings.kafka.topics.engine_lease.name
+    engines = []
+    for member in description.members:
+        partitions = member.assignment.topic_partitions if member.assignment else []
+        holds = any(tp.topic == topic and tp.partition == 0 for tp in partitions)
+        engines.append({"role": "active" if holds else "standby", **parse_member_name(member.client_id),
+                        "member": member.member_id})
+    engines.sort(key=lambda e: (e["role"] != "active", str(e.get("pid"))))
+    return {**out, "engines": engines}
+
+
 # ---------------------------------------------------------------- text
+
+
+def engine_lines(status: dict) -> list[str]:
+    head = f"engine     {status['engine_id']}:"
+    if "error" in status:
+        return [f"{head} unknown: {status['error']}"]
+    if not status["engines"]:
+        return [f"{head} no engine running"]
+    described = [f"{e['role']} pid {e.get('pid', '?')} on {e.get('host', '?')} (http {e.get('http', '?')})"
+                 for e in status["engines"]]
+    if all(e["role"] != "active" for e in status["engines"]):
+        described.insert(0, "none active (a handover is under way)")
+    return [f"{head} " + "; ".join(described)]
 
 
 def _utc(ms: int | None) -> str:

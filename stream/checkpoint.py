@@ -92,15 +92,16 @@ class Checkpoint:
         except BaseException:
             # An unfinished init_transactions would go on in the background
             # and, once the coordinator answers, fence the next producer.
-            self._drop()
+            self.drop()
             raise
 
     def reset(self) -> None:
         """Drop the producer and whatever it holds, and start a new one."""
-        self._drop()
+        self.drop()
         self.start()
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Forget the producer and whatever it holds, without a word to the broker."""
         if self.producer is not None:
             try:
                 self.producer.purge(in_queue=True, in_flight=True, blocking=False)

@@ -22,6 +22,13 @@ the broker answers again. Either way every bar is processed into committed
 output exactly once. Every blocking call is bounded, and a stop request is
 honoured within about a second in every state.
 
+Several engines may run with one engine id: the one that holds the lease
+(:mod:`stream.lease`) is active, the others stand by. An engine that gains
+the lease starts as a restarted one does: a new producer (fencing whatever
+the previous holder left open), the last committed snapshot, its positions.
+One that loses it (revoked, its session lost, or its producer fenced) aborts
+its open transaction, drops its producer and state, and stands by.
+
 Each bar passes, in order: the decoder (a malformed or implausible bar is
 dead-lettered), the bar-time gate (:mod:`stream.admission`: a bar far ahead
 of its partition is held, then dead-lettered unless its partition follows
@@ -51,6 +58,7 @@ from stream.checkpoint import Checkpoint, ProducerFenced, Stopped, base_parts, l
 from stream.decode import BarValidator, Rejection, dead_letter
 from stream.drift import FeatureDriftWindow
 from stream.inference.errors import InferenceError
+from stream.lease import Lease
 from stream.model_set import ControlListener, ModelSet
 from stream.observability import EngineMetrics, HealthServer
 from stream.pipeline import CrossSectionPipeline
@@ -82,8 +90,18 @@ class EngineFenced(ServiceError):
     """Other engines with this engine id keep taking over: this one gives way."""
 
 
+class LeaseLost(Exception):
+    """This engine no longer holds the lease: it stops acting and stands by."""
+
+    def __init__(self, reason: str, *, fenced: bool = False):
+        super().__init__(reason)
+        self.fenced = fenced
+
+
 # Fenced this many times within FENCING_WINDOW_S: another live engine has our
-# id (a zombie would be fenced once), so stop instead of fencing it back.
+# id and does not follow the lease (e.g. its lease topic is configured
+# differently), so stop instead of fencing it back. An engine that lost its
+# lease while slow is fenced once.
 MAX_FENCINGS = 3
 FENCING_WINDOW_S = 600.0
 MAX_BACKOFF_S = 5.0
@@ -112,6 +130,8 @@ class Engine:
         self.positions: dict[int, int] = {}  # partition -> next offset to process, as of the last bar taken
         self.paused: set[int] = set()
         self.fencings: list[float] = []
+        self.lease: Lease | None = None
+        self.role = "standby"  # "active" while it holds the lease
         self._reset_state()
 
     # ---------------------------------------------------------------- state
@@ -258,14 +278,10 @@ class Engine:
     def _recover(self, cause: str, exc: BaseException | None) -> None:
         """Rewind to the last commit with a new producer, waiting (with
         backoff, logging what for) until Kafka answers; ``exc`` None: the
-        start. Raises :class:`EngineFenced` when other engines with our id
-        keep fencing this one."""
+        start. Raises :class:`LeaseLost` when another engine with our id
+        fenced this one, or the lease is revoked meanwhile."""
         if isinstance(exc, ProducerFenced):
-            now = time.monotonic()
-            self.fencings = [t for t in self.fencings if now - t < FENCING_WINDOW_S] + [now]
-            if len(self.fencings) >= MAX_FENCINGS:
-                raise EngineFenced(f"engine {self.engine_id}: fenced {len(self.fencings)} times within "
-                                   f"{FENCING_WINDOW_S:.0f} s: another engine with this id is running") from None
+            raise LeaseLost(f"fenced by another engine with this id ({exc})", fenced=True) from None
         if exc is not None:
             log.warning("engine %s: %s; rewinding to the last commit", self.engine_id, exc)
             self.metrics.rewinds.labels(cause).inc()
@@ -282,6 +298,7 @@ class Engine:
     def _rewind_until_kafka_answers(self, exc: BaseException | None, backoff: float) -> None:
         first = True
         while not self.stop_event.is_set():
+            self._check_lease()
             try:
                 if exc is not None or not first or self.checkpoint.producer is None:
                     self.checkpoint.reset()
@@ -302,6 +319,63 @@ class Engine:
     def _set_kafka(self, ok: bool) -> None:
         self.kafka_ok = ok
         self.metrics.kafka_up.set(1 if ok else 0)
+
+    # ---------------------------------------------------------------- the lease
+
+    def _await_lease(self) -> bool:
+        """Stand by until this engine holds the lease; False: stopped first."""
+        self._set_role("standby")
+        since, said = time.monotonic(), False
+        while not self.stop_event.is_set():
+            self.last_loop_at = time.monotonic()
+            # acquire() before looking: a revocation from now on waits for our release().
+            self.lease.acquire()
+            if self.lease.held:
+                self._set_role("active")
+                return True
+            self.lease.release()
+            if not said and time.monotonic() - since > 2.0:
+                log.info("engine %s: standing by; another engine with this id holds the lease", self.engine_id)
+                said = True
+            self.consumer.poll(0.1)  # serves the consumer's broker state and statistics meanwhile
+        return False
+
+    def _check_lease(self) -> None:
+        if self.lease is not None and not self.lease.held:
+            raise LeaseLost("the lease was revoked")
+
+    def _stand_by(self, lost: LeaseLost) -> None:
+        """Stop acting on a lease this engine no longer holds: abort the open
+        transaction, drop the producer, the state and the positions. What was
+        not committed is for the next holder, which restores the last commit."""
+        log.warning("engine %s: %s; standing by", self.engine_id, lost)
+        if lost.fenced:
+            now = time.monotonic()
+            self.fencings = [t for t in self.fencings if now - t < FENCING_WINDOW_S] + [now]
+            if len(self.fencings) >= MAX_FENCINGS:
+                raise EngineFenced(f"engine {self.engine_id}: fenced {len(self.fencings)} times within "
+                                   f"{FENCING_WINDOW_S:.0f} s: another engine with this id is running") from None
+        try:
+            self.checkpoint.abort(timeout_s=2.0)
+        except (ServiceError, KafkaException):  # fenced or the broker away: the next holder aborts it
+            pass
+        self.checkpoint.drop()
+        self.consumer.unassign()
+        self.query.discard()
+        self._reset_state()
+        self.positions, self.paused, self.uncommitted, self.pending_signals = {}, set(), 0, []
+        if self.model_set is not None:
+            self.metrics.model_set.remove(self.model_set.id)
+        self.model_set = self.next_set = self.unwarmed = None  # the next holder reads the control topic again
+        self.control.rewind()
+        self._set_role("standby")
+        if lost.fenced:
+            self.lease.relinquish()
+        self.lease.release()
+
+    def _set_role(self, role: str) -> None:
+        self.role = role
+        self.metrics.active.set(1 if role == "active" else 0)
 
     # ---------------------------------------------------------------- model sets
 
@@ -354,44 +428,57 @@ class Engine:
         if serve_http:
             http = HealthServer(self.serving.http_host, self.serving.http_port, self.metrics, self.status,
                                 query_routes(self.query, self.metrics)).start()
+        address = f"{self.serving.http_host}:{http.port}" if http is not None else "-"
+        self.lease = Lease(self.settings, self.engine_id, http_address=address).start()
         try:
-            self._recover("start", None)
-            if not self.stop_event.is_set():
-                self._poll_control(self.control.read_to_end())
-                self._switch_if_ready()
-            last_bar_at = time.monotonic()
-            while not self.stop_event.is_set():
-                self.last_loop_at = time.monotonic()
+            while self._await_lease():
                 try:
-                    got_bars = self._step()
-                    if got_bars:
-                        last_bar_at = time.monotonic()
-                    elif len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times and not self.uncommitted:
-                        # Idle: write the full state now, off the path of the
-                        # next cross-section, so its transaction stays small.
-                        # Not after every bar time: at a live rate that is a
-                        # multi-MB write to the broker per bar time, which
-                        # slows the next cross-section's commit.
-                        self._commit(rebase=True)
-                    elif idle_exit_s is not None and self._drained() and time.monotonic() - last_bar_at > idle_exit_s:
-                        if not self.gate.held:
-                            break
-                        # The end of a finite replay: nothing can confirm a held bar any more.
-                        self._refuse_held()
-                        self._commit()
-                except TritonUnavailable as exc:
-                    self._wait_for_triton(exc)
-                    self._recover("triton", exc)
-                    last_bar_at = time.monotonic()  # the rewound bars are still to read
-                except Stopped:
+                    self._serve(idle_exit_s)
                     break
-                except (ServiceError, KafkaException) as exc:
-                    self._recover("kafka", exc)
-                    last_bar_at = time.monotonic()
+                except LeaseLost as lost:
+                    self._stand_by(lost)
         finally:
             self._close(http)
 
+    def _serve(self, idle_exit_s: float | None) -> None:
+        """Active: from the last commit on, until stopped or (``idle_exit_s``) idle.
+        Raises :class:`LeaseLost` once the lease is gone."""
+        self._recover("start", None)
+        if not self.stop_event.is_set():
+            self._poll_control(self.control.read_to_end())
+            self._switch_if_ready()
+        last_bar_at = time.monotonic()
+        while not self.stop_event.is_set():
+            self.last_loop_at = time.monotonic()
+            try:
+                got_bars = self._step()
+                if got_bars:
+                    last_bar_at = time.monotonic()
+                elif len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times and not self.uncommitted:
+                    # Idle: write the full state now, off the path of the
+                    # next cross-section, so its transaction stays small.
+                    # Not after every bar time: at a live rate that is a
+                    # multi-MB write to the broker per bar time, which
+                    # slows the next cross-section's commit.
+                    self._commit(rebase=True)
+                elif idle_exit_s is not None and self._drained() and time.monotonic() - last_bar_at > idle_exit_s:
+                    if not self.gate.held:
+                        break
+                    # The end of a finite replay: nothing can confirm a held bar any more.
+                    self._refuse_held()
+                    self._commit()
+            except TritonUnavailable as exc:
+                self._wait_for_triton(exc)
+                self._recover("triton", exc)
+                last_bar_at = time.monotonic()  # the rewound bars are still to read
+            except Stopped:
+                break
+            except (ServiceError, KafkaException) as exc:
+                self._recover("kafka", exc)
+                last_bar_at = time.monotonic()
+
     def _step(self) -> bool:
+        self._check_lease()
         self._poll_control()
         messages = self._consume()
         consumed_at = time.monotonic()
@@ -543,6 +630,7 @@ class Engine:
             self.metrics.stage_latency.labels(stage).observe(seconds)
 
     def _commit(self, *, rebase: bool = False) -> None:
+        self._check_lease()  # a revoked lease aborts instead: the next holder redoes these bars
         started = time.perf_counter()
         rebase = rebase or len(self.pipeline.journal) >= self.serving.snapshot_every_bar_times
         parts = self.base_records() if rebase else None
@@ -578,6 +666,7 @@ class Engine:
         backoff = self.serving.retry_backoff_s
         target = self.model_set or ModelSet.of(self.unwarmed[0], self.pipeline.names)
         while not self.stop_event.is_set():
+            self._check_lease()
             self.consumer.pause(self.consumer.assignment())
             self.consumer.poll(0)  # keep the consumer alive while paused
             try:
@@ -623,8 +712,10 @@ class Engine:
         committed offset, which a fresh group has not.)"""
         stats = msgspec.json.decode(raw)
         brokers = [b for name, b in stats.get("brokers", {}).items() if not name.endswith("/bootstrap")]
-        if brokers and not self.recovering:
-            states = sorted({b.get("state", "?") for b in brokers})
+        states = sorted({b.get("state", "?") for b in brokers})
+        # INIT: not connected yet because nothing was asked of it (a standby's
+        # consumer, which reads nothing), which says nothing about the broker.
+        if brokers and not self.recovering and states != ["INIT"]:
             self._broker_state("UP" in states, f"no broker up (broker states: {', '.join(states)})")
         for partition, info in stats.get("topics", {}).get(self.bars_topic, {}).get("partitions", {}).items():
             end, position = info.get("ls_offset", -1), info.get("app_offset", -1)
@@ -635,8 +726,9 @@ class Engine:
         stuck = time.monotonic() - self.last_loop_at > max(30.0, 10 * self.serving.request_timeout_s)
         return {
             "healthy": self.triton_ok and self.kafka_ok and not stuck,
-            "ready": self.model_set is not None and self.triton_ok and self.kafka_ok,
+            "ready": self.role == "active" and self.model_set is not None and self.triton_ok and self.kafka_ok,
             "engine_id": self.engine_id,
+            "role": self.role,
             "model_set": self.model_set.id if self.model_set else None,
             "triton_available": self.triton_ok,
             "kafka_available": self.kafka_ok,
@@ -654,6 +746,10 @@ class Engine:
             self.checkpoint.abort(timeout_s=2.0)  # best effort: a successor's init_transactions aborts it anyway
         except Exception:  # noqa: BLE001 - closing after a failure
             pass
+        self.checkpoint.drop()
+        if self.lease is not None:
+            self.lease.close()  # leaves the group: a standby takes over now
+        self._set_role("standby")
         self.consumer.close()
         self.control.close()
         if self.client is not None:

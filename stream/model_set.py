@@ -81,9 +81,13 @@ class ControlListener:
                 "logger": rdkafka_logger(),
             }
         )
-        partitions = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
-        self.consumer.assign([TopicPartition(self.topic, p, 0) for p in partitions])
+        self.partitions = sorted(self.consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions)
+        self.rewind()
         self.rejected = 0
+
+    def rewind(self) -> None:
+        """Read the topic from its start again (:meth:`read_to_end` then finds the latest manifest)."""
+        self.consumer.assign([TopicPartition(self.topic, p, 0) for p in self.partitions])
 
     def poll(self, timeout_s: float = 0.0) -> ModelSetManifest | None:
         """The newest manifest that arrived since the last call, if any."""

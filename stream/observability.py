@@ -86,6 +86,9 @@ class EngineMetrics:
         self.paused_partitions = Gauge("signalml_paused_partitions",
                                        "Bars partitions paused because they run ahead of the oldest open bar time",
                                        registry=r)
+        self.active = Gauge("signalml_engine_active",
+                            "1 while this engine holds its engine id's lease (active), 0 while it stands by",
+                            registry=r)
         self.last_bar_ts = Gauge("signalml_last_bar_time_ms", "Bar time of the last closed cross-section", registry=r)
 
     def time_stage(self, stage: str):

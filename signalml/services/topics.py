@@ -5,7 +5,7 @@ The embedded broker never creates a topic on first use
 configured topic that is missing. A command that starts against a missing
 topic, or one whose partition count differs from the configuration (the
 engine assigns itself every configured partition; a compacted state topic
-must have one), stops with one line that names the topic, the setting and
+and the engines' lease topic must have one), stops with one line that names the topic, the setting and
 what to do.
 """
 
@@ -42,7 +42,7 @@ def creation_config(settings: Settings, key: str) -> dict[str, str]:
 def engine_topic_keys(settings: Settings) -> list[str]:
     """The topics (``kafka.topics`` keys) an engine of ``settings`` uses."""
     signals = "signals" if settings.serving.role == "champion" else "signals_challenger"
-    return ["bars", "bars_dlq", signals, "cross_sections", "drift", "control", "engine_state"]
+    return ["bars", "bars_dlq", signals, "cross_sections", "drift", "control", "engine_state", "engine_lease"]
 
 
 def require_topics(settings: Settings, keys: Iterable[str], *, timeout_s: float | None = None,

@@ -33,7 +33,8 @@ def world_overrides(tmp: Path, tag: str) -> dict:
         key: {"name": f"{base}.{tag}"}
         for key, base in (("bars", "bars"), ("bars_dlq", "bars.dlq"), ("signals", "signals"),
                           ("signals_challenger", "signals.challenger"), ("cross_sections", "cross.sections"),
-                          ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"))
+                          ("drift", "drift"), ("control", "control"), ("engine_state", "engine.state"),
+                          ("engine_lease", "engine.lease"))
     }
     return {
         "paths": {"state_dir": str(tmp / "state")},

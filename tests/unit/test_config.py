@@ -68,6 +68,8 @@ def test_env_overrides_nest_by_double_underscore():
         ({"triton": {"grpc_port": 8000}}, ["triton", "must differ"]),
         ({"training": {"label_horizon_bars": 3}}, ["training", "label_horizon_bars (3)"]),
         ({"kafka": {"topics": {"bars": {"name": "bad topic"}}}}, ["kafka.topics.bars.name"]),
+        ({"kafka": {"topics": {"engine_lease": {"partitions": 2}}}}, ["kafka.topics", "engine_lease.partitions must be 1"]),
+        ({"serving": {"lease_session_timeout_s": 3}}, ["serving.lease_session_timeout_s", "greater than or equal to 6"]),
     ],
 )
 def test_a_bad_setting_fails_with_its_name_and_the_allowed_values(override, named):

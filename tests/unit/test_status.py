@@ -9,7 +9,8 @@ from models.publish import ModelSetStore
 from signalml.config import load_settings
 from signalml.contracts import ManifestMember, ModelSetManifest, schema_hash
 from signalml.services.process import free_port
-from signalml.status import drift_lines, drift_status, model_set_lines, model_set_status
+from signalml.status import drift_lines, drift_status, engine_lines, engine_status, model_set_lines, model_set_status
+from stream.lease import member_name, parse_member_name
 
 MODEL_SET = "ms-20250102030405-0123abcd"
 
@@ -86,3 +87,28 @@ def test_drift_events_with_kafka_down_say_so_within_the_timeout(tmp_path):
     assert elapsed_s < 4.0
     assert status["topic"] == "drift" and "is down or not answering" in status["error"]
     assert drift_lines(status)[0].startswith(f"drift      unavailable: Kafka at 127.0.0.1:{settings.kafka.port} is down")
+
+
+def test_an_engine_member_name_says_which_process_it_is():
+    named = parse_member_name(member_name("default", "127.0.0.1:8090"))
+    assert named["http"] == "127.0.0.1:8090" and isinstance(named["pid"], int) and named["host"]
+    assert parse_member_name("rdkafka") == {}
+
+
+def test_the_engines_are_listed_active_first_and_a_handover_is_said():
+    engines = {"engine_id": "default", "group": "signalml-lease-default", "engines": [
+        {"role": "active", "pid": 11, "host": "a", "http": "127.0.0.1:8090"},
+        {"role": "standby", "pid": 12, "host": "b", "http": "127.0.0.1:8091"}]}
+    assert engine_lines(engines) == ["engine     default: active pid 11 on a (http 127.0.0.1:8090); "
+                                     "standby pid 12 on b (http 127.0.0.1:8091)"]
+    handover = {**engines, "engines": [{**engines["engines"][1]}]}
+    assert engine_lines(handover)[0].startswith("engine     default: none active (a handover is under way); standby")
+    assert engine_lines({**engines, "engines": []}) == ["engine     default: no engine running"]
+
+
+def test_the_engines_with_kafka_down_say_so_within_the_timeout(tmp_path):
+    settings = settings_with(tmp_path, port=free_port())
+    started = time.monotonic()
+    status = engine_status(settings, timeout_s=1.5)
+    assert time.monotonic() - started < 4.0
+    assert engine_lines(status)[0].startswith("engine     default: unknown: Kafka at 127.0.0.1:")
