@@ -212,10 +212,19 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
                 events += process_record(topic, partition, missed_offset, missed_key, missed_value)
         return events + process_record(topic, partition, offset, key, value)
 
+    async def changelog_known() -> None:
+        """Wait until the producer knows the table's changelog topic. Faust
+        picks a table write's partition from the producer's cached metadata,
+        which lacks a changelog topic created after the producer's last
+        metadata update: the write then raises TypeError inside Faust and the
+        worker crashes. Immediate once the topic is known."""
+        await app.producer._ensure_producer().partitions_for(state.changelog_topic.get_topic_name())
+
     async def process_batch(records: list[tuple], loop) -> bool:
         """Records ``(topic, partition, offset, key, value)`` in order: their
         events delivered, then the table written and confirmed. False when a
         rebalance reloaded the state meanwhile (nothing is written then)."""
+        await changelog_known()
         started_at = time.monotonic()
         generation = monitor.generation
         events = []
@@ -281,6 +290,7 @@ def build_app(settings: Settings, *, metrics: MonitorMetrics | None = None) -> f
         if not monitor.loaded or time.monotonic() - quiet_since < CATCH_UP_EVERY_S:
             return
         loop = asyncio.get_running_loop()
+        await changelog_known()
         async with batch_lock:
             for tp in sorted(app.consumer.assignment()):
                 if tp.topic not in sources or not monitor.loaded:

@@ -71,7 +71,8 @@ def test_up_twice_is_harmless_status_reports_and_down_leaves_nothing(private_env
     assert after["kafka"]["version"] == "4.1.1"
     assert after["triton"]["version"] == "2.51.0"
     assert after["kafka"]["topics"] == {"bars": 4, "bars.dlq": 1, "signals": 4, "signals.challenger": 4,
-                                        "cross.sections": 1, "drift": 1, "control": 1, "engine.state": 1}
+                                        "cross.sections": 1, "drift": 1, "control": 1, "engine.state": 1,
+                                        "engine.lease": 1}
     assert after["kafka"]["ports"]["port"] == ports["SIGNALML__KAFKA__PORT"]
     assert our_processes(state_dir)
 
