@@ -39,6 +39,12 @@ from signalml.errors import Interrupted, ServiceError
 
 log = logging.getLogger("signalml.engine")
 
+# librdkafka backs reconnection off exponentially up to 10 s by default: after
+# an outage of that length the engine's clients would find the returned
+# broker up to 10 s late, and the lease group's rejoin and the rewind wait
+# for them. One second bounds it, at the cost of a connection attempt per
+# second per client while the broker is away.
+RECONNECT_BACKOFF_MAX_MS = 1000
 SLICE_S = 1.0  # longest single blocking call: a stop request waits at most this long
 
 # librdkafka's verdict that another producer with our transactional.id took over.
@@ -83,6 +89,7 @@ class Checkpoint:
                 "compression.type": "lz4",
                 "message.max.bytes": 67_108_864,
                 "transaction.timeout.ms": 60_000,
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                 "logger": rdkafka_logger(),
             }
         )

@@ -54,7 +54,8 @@ from signalml.errors import Interrupted, ServiceError
 from signalml.services.topics import engine_topic_keys, require_topics
 from stream.admission import Admitted, BarTimeGate, Source
 from stream.barrier import CrossSectionBarrier
-from stream.checkpoint import Checkpoint, ProducerFenced, Stopped, base_parts, latest_records, rdkafka_logger, read_base
+from stream.checkpoint import (RECONNECT_BACKOFF_MAX_MS, Checkpoint, ProducerFenced, Stopped, base_parts,
+                              latest_records, rdkafka_logger, read_base)
 from stream.decode import BarValidator, Rejection, dead_letter
 from stream.drift import FeatureDriftWindow
 from stream.inference.errors import InferenceError
@@ -226,6 +227,7 @@ class Engine:
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._on_stats,
                 "error_cb": self._on_error,
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                 "logger": rdkafka_logger(),
             }
         )

@@ -31,7 +31,7 @@ import threading
 from confluent_kafka import Consumer, KafkaException
 
 from signalml.config import Settings
-from stream.checkpoint import rdkafka_logger
+from stream.checkpoint import RECONNECT_BACKOFF_MAX_MS, rdkafka_logger
 
 log = logging.getLogger("signalml.engine")
 
@@ -123,9 +123,15 @@ class Lease:
                 # A heartbeat is how a standby hears of a rebalance (the
                 # active one left or died): frequent, so it joins at once.
                 "heartbeat.interval.ms": max(100, min(1000, session_ms // 6)),
+                # Also the rebalance timeout: how long the group waits for a
+                # member to rejoin (librdkafka's default is 5 minutes). This
+                # thread polls every 0.1 s and blocks at most a session in a
+                # revocation, so twice the session bounds a stuck rejoin.
+                "max.poll.interval.ms": 2 * session_ms,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "latest",
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                 "logger": rdkafka_logger(),
             }
         )

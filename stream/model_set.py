@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from models.ensemble import Ensemble, from_manifest
 from signalml.config import Settings
 from signalml.contracts import ModelSetManifest, decoder, schema_hash
-from stream.checkpoint import rdkafka_logger
+from stream.checkpoint import RECONNECT_BACKOFF_MAX_MS, rdkafka_logger
 from stream.roles import control_key
 
 log = logging.getLogger("signalml.engine")
@@ -78,6 +78,7 @@ class ControlListener:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": True,
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                 "logger": rdkafka_logger(),
             }
         )
