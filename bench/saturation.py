@@ -80,6 +80,12 @@ def fit(points: list[dict]) -> dict:
             "max_relative_error": round(worst, 3)}
 
 
+def scored_bar_times(n: int) -> int:
+    """About 40,000 scored bars per size (at least 12 bar times): small
+    universes need many bar times for the timed span to cover many commits."""
+    return int(min(200, max(12, 40_000 // n)))
+
+
 def run(settings: Settings, *, sizes: tuple[int, ...] = SIZES, warmup_bars: int = 25, quick: bool = False) -> dict:
     if quick:
         sizes = (40, 120)
@@ -88,7 +94,7 @@ def run(settings: Settings, *, sizes: tuple[int, ...] = SIZES, warmup_bars: int 
         result["model_set"] = pw.manifest.model_set
         result["members"] = [f"{m.name} v{m.version} ({m.input})" for m in pw.manifest.members]
         for n in sizes:
-            scored = 40 if n <= 1000 else 12
+            scored = 30 if quick else scored_bar_times(n)
             result["points"].append(_saturated(pw.settings, n, warmup_bars, scored, f"sat{n}", pw.created))
     result["fit"] = fit(result["points"])
     result["saturation_bar_times_per_s"] = {
