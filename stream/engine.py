@@ -206,8 +206,10 @@ class Engine:
             self.gate.restore(state["gate"])
         self.barrier.restore(state["barrier"])
         self.drift_state = state.get("drift")
-        if self.drift is not None and self.drift_state:
-            self.drift.restore(self.drift_state)
+        if self.model_set is not None:
+            # A rewind in place keeps the set in service: its window goes on
+            # from the snapshot (a fresh one if the snapshot was of another set).
+            self.drift = self._drift_window(self.model_set)
 
     # ---------------------------------------------------------------- wiring
 
@@ -414,10 +416,15 @@ class Engine:
             self.metrics.model_set.remove(self.model_set.id)
         self.model_set, self.next_set = self.next_set, None
         self.metrics.model_set.labels(self.model_set.id).set(1)
-        self.drift = FeatureDriftWindow(self.model_set.manifest.drift_reference, self.pipeline.names,
-                                        self.serving.psi_window_bars, self.model_set.id)
+        self.drift = self._drift_window(self.model_set)
+
+    def _drift_window(self, model_set: ModelSet) -> FeatureDriftWindow:
+        """The inline feature-drift window of ``model_set``, from the restored state where it is that set's."""
+        window = FeatureDriftWindow(model_set.manifest.drift_reference, self.pipeline.names,
+                                    self.serving.psi_window_bars, model_set.id)
         if self.drift_state:
-            self.drift.restore(self.drift_state)
+            window.restore(self.drift_state)
+        return window
 
     # ---------------------------------------------------------------- the loop
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from signalml.config import load_settings
-from signalml.contracts import Bar
+from signalml.contracts import Bar, ManifestMember, ModelSetManifest, ReferenceBins, schema_hash
 from stream.barrier import CrossSection
 from bench.e2e import synthetic_bars
 from stream.engine import Engine
+from stream.model_set import ModelSet
 from tests.conftest import REPO
 
 
@@ -115,3 +116,30 @@ def test_a_base_larger_than_a_record_is_written_in_parts_that_join_back_to_it(mo
     assert checkpoint.read_base(None, "e", 8, 6) is None  # parts of another base
     del records[checkpoint.base_part_key("e", 3)]
     assert checkpoint.read_base(None, "e", 7, 6) is None  # a part missing
+
+
+def test_a_rewind_in_place_goes_on_with_the_inline_drift_window_of_the_set_in_service(settings):
+    """A rewind (Triton or Kafka away) keeps the model set in service; its
+    feature-drift window must continue from the snapshot as it would have
+    continued without the rewind, and keep raising events."""
+    engine = Engine(settings)
+    names = engine.pipeline.names
+    reference = {name: ReferenceBins([-1.0, 0.0, 1.0], [0.99, 0.01]) for name in names}  # live is ~50/50: drift
+    manifest = ModelSetManifest(model_set="ms-20260101000000-0123abcd", created_at=0,
+                                members=[ManifestMember("lightgbm", 1, "lightgbm", "tabular")],
+                                ensemble_method="average", feature_names=names,
+                                feature_schema_hash=schema_hash(names), horizon_bars=5,
+                                drift_reference=reference)
+    engine.next_set = ModelSet.of(manifest, names)
+    engine._switch_if_ready()
+    sections = cross_sections(40, 30, seed=5)
+    for xs in sections[:12]:
+        engine.drift.update(xs.ts, engine.pipeline.prepare(xs).features)
+    tip, window = engine.snapshot(), engine.drift.state()
+    assert window["bars"] == 12
+
+    engine.restore(tip)
+
+    assert engine.drift is not None and engine.drift.state() == window
+    events = [e for xs in sections[12:] for e in engine.drift.update(xs.ts, engine.pipeline.prepare(xs).features)]
+    assert events and {e.model_set for e in events} == {manifest.model_set}
