@@ -2,7 +2,7 @@
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from stream.signals import build_signals, percentile_ranks
 
@@ -61,6 +61,7 @@ def cross_sections(draw):
 
 
 @given(cross_sections())
+@example((1, ["A", "B"], [0.5, float("nan")], [1.0, -0.0], {"m%s": [2.0, 1e22]}, "ms-%b%", 5))
 def test_a_cross_sections_messages_are_its_signals_each_encoded_by_the_contract(case):
     ts, symbols, scores, ranks, members, model_set, horizon = case
     expected = [
