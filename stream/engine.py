@@ -601,9 +601,7 @@ class Engine:
         self.triton_ok = True
         self.metrics.triton_up.set(1)
         started = time.perf_counter()
-        topic = self.signals_topic
-        for key, value in signal_messages(signals):
-            self.checkpoint.produce(topic, key, value)
+        self.checkpoint.produce_many(self.signals_topic, signal_messages(signals))
         self._publish_record(xs, signals)
         if self.drift is not None:
             for event in self.drift.update(xs.ts, prepared.features):
