@@ -20,8 +20,11 @@ OHLCV, symbols ``S0000``..., daily bar times) then go through:
   engine's own ``signalml_bar_to_signal_seconds`` histogram (consumed →
   committed, per poll batch that closed a cross-section) is reported next
   to it, with the engine's mean time per stage; and the broker's own
-  floor for such a commit (a bare transactional producer, same message
-  count and size, begin to visible), measured in the same run;
+  floor for such a commit, measured in the same run: the engine's own
+  committed transactions (signals, cross-section record, snapshot)
+  committed again through its :class:`~stream.checkpoint.Checkpoint`,
+  begin to visible (see :func:`_kafka_floor`). ``latency_vs_floor`` is the
+  latency at the largest cross-section over that floor, at p50 and at p99;
 * **naive baseline**: the same 500-symbol bars processed one bar at a time:
   ``FeatureEngine.update_bar``, one Triton request per member with batch 1
   (sequences from a per-symbol buffer of raw features: a cost baseline, not
@@ -52,7 +55,7 @@ from typing import Iterator
 import msgspec
 import numpy as np
 import pandas as pd
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
@@ -250,9 +253,12 @@ def _throughput(world: Settings, frame: pd.DataFrame, tag: str, created: list[st
     }
 
 
-def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str], interval_s: float) -> dict:
+def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
+             interval_s: float) -> tuple[dict, list["Transaction"]]:
     """The engine runs as its own process (``signalml serve`` would), so its
-    latency does not include sharing an interpreter with this benchmark."""
+    latency does not include sharing an interpreter with this benchmark.
+    Returns the figures and what the engine committed for each scored bar
+    time (see :func:`committed_transactions`)."""
     settings = _fresh(world, tag, created)
     warmup = settings.serving.warmup_bars
     times = np.unique(frame["ts"].to_numpy())
@@ -295,6 +301,7 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
     finally:
         engine.stop()
         watcher.close()
+    committed = committed_transactions(settings)
     result = {
         "n": len(latencies),
         "p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
@@ -316,29 +323,112 @@ def _latency(world: Settings, frame: pd.DataFrame, tag: str, created: list[str],
         if count > c0:
             means[stage] = round((seconds - s0) / (count - c0) * 1000, 2)
     result["engine_stage_mean_ms"] = means
-    return result
+    return result, committed
 
 
-def _kafka_floor(world: Settings, tag: str, created: list[str], rounds: int, n_messages: int,
-                 interval_s: float) -> dict:
-    """What the broker alone takes for one cross-section's commit: a
-    transactional producer configured as the engine's sends ``n_messages``
-    signal-sized messages over the signals topic's partitions plus consumer
-    offsets, and commits; t1 = a ``read_committed`` reader has them all.
-    p50/p99 of t1 - t0 (t0 = the transaction begins)."""
+class _RecordTs(msgspec.Struct):
+    ts: int
+
+
+@dataclass
+class Transaction:
+    """What the engine committed for one scored bar time: its signals
+    (key, value), its cross-section record and the engine snapshot."""
+
+    ts: int
+    signals: list[tuple[bytes, bytes]]
+    record: bytes
+    snapshot: bytes
+
+
+def committed_transactions(settings: Settings) -> list[Transaction]:
+    """The engine's committed output on ``settings``' topics, one
+    :class:`Transaction` per scored bar time, in order. The snapshots are
+    those of the cross-section commits, in commit order (an idle base
+    commit's snapshot has an empty journal and is left out)."""
+    topics = settings.kafka.topics
+    names = {"signals": topics.signals, "records": topics.cross_sections, "state": topics.engine_state}
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,
+                         "group.id": f"bench-read-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True,
+                         "fetch.max.bytes": 134_217_728, "max.partition.fetch.bytes": 67_108_864})
+    assignment = [TopicPartition(t.name, p, 0) for t in names.values() for p in range(t.partitions)]
+    consumer.assign(assignment)
+    pending = {(tp.topic, tp.partition) for tp in assignment}
+    signals: dict[int, list[tuple[bytes, bytes]]] = {}
+    records: dict[int, bytes] = {}
+    snapshots: list[bytes] = []
+    decode_ts = msgspec.json.Decoder(_RecordTs).decode
+    engine_key = settings.serving.engine_id.encode()
+    deadline = time.monotonic() + 60
+    try:
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard((msg.topic(), msg.partition()))
+                continue
+            if msg.topic() == names["signals"].name:
+                signals.setdefault(decode_ts(msg.value()).ts, []).append((msg.key(), msg.value()))
+            elif msg.topic() == names["records"].name:
+                records[decode_ts(msg.value()).ts] = msg.value()
+            elif msg.key() == engine_key and msgspec.msgpack.decode(msg.value()).get("journal"):
+                snapshots.append(msg.value())
+    finally:
+        consumer.close()
+    scored = sorted(signals)
+    snapshots = snapshots[-len(scored):] if scored else []
+    return [Transaction(ts, signals[ts], records.get(ts, b""), snapshot) for ts, snapshot in zip(scored, snapshots)]
+
+
+def _kafka_floor(world: Settings, tag: str, created: list[str], engine: list[Transaction], interval_s: float,
+                 n_messages: int) -> tuple[dict, dict]:
+    """What the broker alone takes to commit a cross-section, two ways, in
+    alternating rounds ``interval_s`` apart (half an interval between the two):
+
+    * **like for like** (the floor ``latency_vs_floor`` divides by): the
+      engine's own committed transactions replayed, record for record, one
+      per round: the same signals (keys, values, so the same partitions),
+      its cross-section record and its snapshot, on topics configured as
+      the engine's, through the engine's own :class:`Checkpoint`. What is
+      not in it is the engine's work: consuming the bars, features,
+      inference, building the records;
+    * **signals and offsets** (the floor reported before): a bare
+      transactional producer commits ``n_messages`` 250-byte messages plus
+      consumer offsets (``send_offsets_to_transaction``, which the engine
+      does not call: its positions travel in the snapshot).
+
+    t0 = the transaction begins; t1 = a ``read_committed`` reader has all
+    its signals. Returns both: p50/p99 of t1 - t0."""
+    from stream.checkpoint import Checkpoint
+
     bootstrap = world.kafka.bootstrap_servers
-    topic, source = f"bench.txnfloor.{tag}", f"bench.txnfloor.src.{tag}"
-    partitions = world.kafka.topics.signals.partitions
+    topics = world.kafka.topics
+    names = {"signals": f"bench.txnfloor.{tag}", "records": f"bench.txnfloor.xs.{tag}",
+             "state": f"bench.txnfloor.state.{tag}", "bare": f"bench.txnfloor.bare.{tag}",
+             "source": f"bench.txnfloor.src.{tag}"}
+    shapes = {"signals": topics.signals, "records": topics.cross_sections, "state": topics.engine_state,
+              "bare": topics.signals}
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(source, 1, 1)]).values():
+    new = [NewTopic(names[k], t.partitions, 1, config=dict(t.config)) for k, t in shapes.items()]
+    for future in admin.create_topics([*new, NewTopic(names["source"], 1, 1)]).values():
         future.result(30)
-    created += [topic, source]
-    seen: dict[int, int] = {}
-    visible: dict[int, float] = {}
+    created += list(names.values())
+    floor_settings = _with(world, {"kafka": {"topics": {"signals": {"name": names["signals"]},
+                                                        "cross_sections": {"name": names["records"]},
+                                                        "engine_state": {"name": names["state"]}}}})
+    rounds = len(engine)
+    bare_count = n_messages
+    seen: dict[tuple[str, int], int] = {}
+    visible: dict[tuple[str, int], float] = {}
+    expected = {("like", t.ts): len(t.signals) for t in engine}
     stop = threading.Event()
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-{tag}", "enable.auto.commit": False,
                        "isolation.level": "read_committed", "fetch.wait.max.ms": 5})
-    reader.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    reader.assign([TopicPartition(names[k], p, 0) for k in ("signals", "bare") for p in range(topics.signals.partitions)])
+    decode_ts = msgspec.json.Decoder(_RecordTs).decode
 
     def read() -> None:
         while not stop.is_set():
@@ -346,48 +436,82 @@ def _kafka_floor(world: Settings, tag: str, created: list[str], rounds: int, n_m
             if first is None:
                 continue
             for msg in (first, *reader.consume(10_000, timeout=0)):
-                if msg.error() is None:
-                    r = int(msg.key())
-                    seen[r] = seen.get(r, 0) + 1
-                    if seen[r] == n_messages:
-                        visible[r] = time.perf_counter()
+                if msg.error() is not None:
+                    continue
+                now = time.perf_counter()
+                if msg.topic() == names["bare"]:
+                    which = ("bare", int(msg.key()))
+                    wanted = bare_count
+                else:
+                    which = ("like", decode_ts(msg.value()).ts)
+                    wanted = expected.get(which, -1)
+                seen[which] = seen.get(which, 0) + 1
+                if seen[which] == wanted:
+                    visible[which] = now
 
     thread = threading.Thread(target=read, name="bench-floor-reader", daemon=True)
     thread.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-floor-{tag}",
+    checkpoint = Checkpoint(floor_settings, f"bench-floor-{tag}")
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-floor-bare-{tag}",
                          "enable.idempotence": True, "acks": "all", "linger.ms": 1, "compression.type": "lz4"})
     group = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-src-{tag}"})
     payload = b"x" * 250  # about one signal's JSON
-    begun: dict[int, float] = {}
-    commits: list[float] = []
+    begun: dict[tuple[str, int], float] = {}
+    commits: dict[str, list[float]] = {"like": [], "bare": []}
     try:
+        checkpoint.start()
         producer.init_transactions(30)
-        for r in range(rounds):
-            time.sleep(interval_s)
-            begun[r] = time.perf_counter()
+        for r, txn in enumerate(engine):
+            time.sleep(interval_s / 2)
+            begun[("like", txn.ts)] = time.perf_counter()
+            checkpoint.produce_many(names["signals"], txn.signals)
+            checkpoint.produce(names["records"], b"champion", txn.record)
+            started = time.perf_counter()
+            checkpoint.commit(txn.snapshot)
+            commits["like"].append((time.perf_counter() - started) * 1000)
+
+            time.sleep(interval_s / 2)
+            begun[("bare", r)] = time.perf_counter()
             producer.begin_transaction()
-            for i in range(n_messages):
-                producer.produce(topic, payload, str(r).encode(), partition=i % partitions)
-            producer.send_offsets_to_transaction([TopicPartition(source, 0, r + 1)], group.consumer_group_metadata(), 30)
+            for i in range(bare_count):
+                producer.produce(names["bare"], payload, str(r).encode(), partition=i % topics.signals.partitions)
+            producer.send_offsets_to_transaction([TopicPartition(names["source"], 0, r + 1)],
+                                                 group.consumer_group_metadata(), 30)
             started = time.perf_counter()
             producer.commit_transaction(30)
-            commits.append((time.perf_counter() - started) * 1000)
+            commits["bare"].append((time.perf_counter() - started) * 1000)
         deadline = time.monotonic() + 30
-        while len(visible) < rounds and time.monotonic() < deadline:
+        while len(visible) < 2 * rounds and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         stop.set()
         thread.join(timeout=10)
         reader.close()
         group.close()
-    floor = [(visible[r] - begun[r]) * 1000 for r in sorted(visible)]
-    return {
-        "n": len(floor),
-        "p50": round(float(np.percentile(floor, 50)), 1) if floor else None,
-        "p99": round(float(np.percentile(floor, 99)), 1) if floor else None,
-        "commit_transaction_p50": round(float(np.percentile(commits, 50)), 1) if commits else None,
-        "messages": n_messages,
-    }
+        checkpoint.drop()
+
+    def figures(kind: str) -> dict:
+        floor = [(visible[k] - begun[k]) * 1000 for k in sorted(begun) if k[0] == kind and k in visible]
+        return {"n": len(floor), "p50": _pct(floor, 50), "p99": _pct(floor, 99),
+                "commit_transaction_p50": _pct(commits[kind], 50)}
+
+    like = figures("like")
+    like.update({
+        "messages": round(statistics.fmean(len(t.signals) for t in engine), 1) if engine else 0,
+        "signal_bytes_mean": round(statistics.fmean(len(v) for t in engine for _, v in t.signals), 1) if engine else 0,
+        "record_bytes_mean": round(statistics.fmean(len(t.record) for t in engine)) if engine else 0,
+        "snapshot_bytes_p50": _pct([len(t.snapshot) for t in engine], 50),
+        "includes": "the engine's committed transactions replayed: its signals, cross-section record and "
+                    "snapshot, through its Checkpoint; no consumer offsets (the engine keeps positions "
+                    "in the snapshot)",
+    })
+    bare = figures("bare")
+    bare.update({"messages": bare_count, "includes": f"{bare_count} x 250-byte messages + consumer offsets"})
+    return like, bare
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
 
 
 class EngineProcess:
@@ -555,12 +679,18 @@ def run(
             result["throughput"][f"xs_{n}"] = got
             result["throughput_bars_per_s"][f"xs_{n}"] = got["bars_per_s"]
 
+        floor_n = max(latency_symbols)
         for n in latency_symbols:
             frame = synthetic_bars(n, warmup_bars + latency_bar_times, seed=10_000 + n)
-            result["latency_ms"][f"xs_{n}"] = _latency(world, frame, f"lat{n}", created, interval_s)
-        floor_n = max(latency_symbols)
-        result["latency_ms"]["kafka_transaction_floor"] = _kafka_floor(
-            world, tag, created, rounds=latency_bar_times, n_messages=floor_n, interval_s=interval_s)
+            result["latency_ms"][f"xs_{n}"], committed = _latency(world, frame, f"lat{n}", created, interval_s)
+            if n == floor_n:
+                engine_transactions = committed
+        floor, bare = _kafka_floor(world, tag, created, engine_transactions, interval_s, floor_n)
+        result["latency_ms"]["kafka_transaction_floor"] = floor
+        result["latency_ms"]["kafka_transaction_floor_signals_offsets"] = bare
+        latency = result["latency_ms"][f"xs_{floor_n}"]
+        result["latency_vs_floor"] = {q: (round(latency[q] / floor[q], 2) if latency[q] and floor[q] else None)
+                                      for q in ("p50", "p99")}
 
         base_n = 500 if 500 in symbols else symbols[0]
         frame = synthetic_bars(base_n, warmup_bars + scored_bar_times, seed=base_n)
@@ -577,8 +707,11 @@ def run(
             "flushed, t1 = read_committed consumer has all cross_section_size signals of that ts; "
             "The engine runs in its own process; engine_bar_to_signal_ms_bucket_le are histogram bucket upper "
             "bounds (consumed -> committed) and engine_stage_mean_ms its per-stage means over the same bar times. "
-            "kafka_transaction_floor: the broker alone, a transactional producer committing as many "
-            "signal-sized messages plus offsets per transaction, begin -> all visible to read_committed. "
+            "kafka_transaction_floor: the broker alone committing the engine's own transactions again "
+            "(its signals, cross-section record and snapshot, through its Checkpoint), begin -> all signals "
+            "visible to read_committed; kafka_transaction_floor_signals_offsets: as many 250-byte messages "
+            "plus consumer offsets (the floor reported before). "
+            f"latency_vs_floor: xs_{floor_n} latency p50 / floor p50 and p99 / floor p99. "
             f"Naive: per bar update_bar + {len(manifest.members)} batch-1 Triton requests + one produced "
             f"message, over {naive['bars']} bars after warm-up on the {base_n}-symbol bars, flush included; "
             f"ratio_vs_naive = engine xs_{base_n} throughput / naive. 2 shared cores: Kafka, Triton, the "

@@ -140,6 +140,21 @@ class Checkpoint:
             except KafkaException as exc:
                 raise self._failure("produce", exc.args[0]) from None
 
+    def produce_many(self, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+        """:meth:`produce` of each ``(key, value)``, in order, with one
+        check of the transaction for all of them."""
+        self.begin()
+        produce = self.producer.produce
+        for i, (key, value) in enumerate(messages):
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                for later_key, later_value in messages[i:]:  # the bounded wait for room
+                    self.produce(topic, later_key, later_value)
+                return
+            except KafkaException as exc:
+                raise self._failure("produce", exc.args[0]) from None
+
     def commit(self, snapshot: bytes, *, base_parts: list[bytes] | None = None) -> None:
         """Snapshot (and, when given, the parts of a new base state, see
         :func:`base_parts`) + everything produced since :meth:`begin`,

@@ -65,13 +65,31 @@ class FeatureDriftWindow:
         self.window_bars = window_bars
         self.columns = [(j, name, reference[name]) for j, name in enumerate(feature_names)
                         if name in reference and len(reference[name].edges) >= 2]
-        self.counts = {name: np.zeros(len(bins.edges) - 1) for _, name, bins in self.columns}
+        # Every column's counts are a view into one array, so a cross-section
+        # is binned for all columns at once (see _bin_all).
+        sizes = [len(bins.edges) - 1 for _, _, bins in self.columns]
+        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        self._all_counts = np.zeros(int(offsets[-1]))
+        self.counts = {name: self._all_counts[offsets[i]:offsets[i + 1]] for i, (_, name, _) in enumerate(self.columns)}
+        self._offsets = offsets[:-1]
+        self._indices = np.array([j for j, _, _ in self.columns], dtype=np.int64)
+        inner = [np.asarray(bins.edges[1:-1], dtype=np.float64) for _, _, bins in self.columns]
+        width = max((len(e) for e in inner), default=0)
+        self._inner = np.full((len(inner), width), np.inf)  # padded with +inf: never <= a finite value
+        for i, edges in enumerate(inner):
+            self._inner[i, :len(edges)] = edges
+        # searchsorted's bin is the count of inner edges <= the value only
+        # where the edges are sorted; other reference bins keep it.
+        self._sorted = all(bool(np.all(np.diff(e) >= 0)) for e in inner)
         self.bars = 0
 
     def update(self, ts: int, features: np.ndarray) -> list[DriftEvent]:
         """Add one cross-section's normalised features [n, F]."""
-        for j, name, bins in self.columns:
-            self.counts[name] += bin_counts(features[:, j], bins.edges)
+        if self._sorted:
+            self._bin_all(features)
+        else:
+            for j, name, bins in self.columns:
+                self.counts[name] += bin_counts(features[:, j], bins.edges)
         self.bars += 1
         if self.bars < self.window_bars:
             return []
@@ -88,6 +106,20 @@ class FeatureDriftWindow:
             self.counts[name][:] = 0
         self.bars = 0
         return events
+
+    def _bin_all(self, features: np.ndarray) -> None:
+        """:func:`bin_counts` of every column, in one pass: a value's bin is
+        the number of its column's inner edges at or below it (side="right")."""
+        if not len(self.columns):
+            return
+        values = np.asarray(features, dtype=np.float64)[:, self._indices]  # [n, C]
+        bins = np.zeros(values.shape, dtype=np.uint8 if self._inner.shape[1] < 255 else np.int64)
+        for edge in self._inner.T:  # one comparison of the whole cross-section per edge
+            bins += edge <= values
+        total = len(self._all_counts)
+        flat = self._offsets + bins
+        flat[~np.isfinite(values)] = total  # not counted: a bin past the end, dropped below
+        self._all_counts += np.bincount(flat.ravel(), minlength=total + 1)[:total]
 
     def state(self) -> dict:
         return {"version": 1, "model_set": self.model_set, "bars": self.bars,

@@ -65,7 +65,7 @@ from stream.observability import EngineMetrics, HealthServer
 from stream.pipeline import CrossSectionPipeline
 from stream.query import CommittedState, query_routes
 from stream.roles import signals_topic
-from stream.signals import build_record
+from stream.signals import build_record, signal_messages
 
 log = logging.getLogger("signalml.engine")
 
@@ -122,7 +122,7 @@ class Engine:
         self.last_commit = time.monotonic()
         self.last_signal_at: float | None = None
         self.last_loop_at = time.monotonic()
-        self.pending_signals: list = []
+        self.pending_signals: list = []  # the signals of each cross-section since the last commit
         self.query = CommittedState(self.engine_id)  # the committed view the query API answers from
         self.uncommitted = 0
         self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
@@ -610,15 +610,13 @@ class Engine:
         self.triton_ok = True
         self.metrics.triton_up.set(1)
         started = time.perf_counter()
-        topic = self.signals_topic
-        for signal in signals:
-            self.checkpoint.produce(topic, signal.symbol.encode(), encode(signal))
+        self.checkpoint.produce_many(self.signals_topic, signal_messages(signals))
         self._publish_record(xs, signals)
         if self.drift is not None:
             for event in self.drift.update(xs.ts, prepared.features):
                 self.checkpoint.produce(self.settings.kafka.topics.drift.name, event.key().encode(), encode(event))
                 self.metrics.drift_events.labels(event.kind, event.severity).inc()
-        self.pending_signals.extend(signals)
+        self.pending_signals.append(signals)  # built into Signal objects for the query API after the commit
         prepared.stage_s["publish"] = time.perf_counter() - started
         self._observe(prepared.stage_s)
 
@@ -646,10 +644,10 @@ class Engine:
         self.checkpoint.commit(self.snapshot(), base_parts=parts)
         self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
         self._report_positions()
-        self.query.publish(self.pending_signals, self.model_set, self.barrier.last_closed_ts)
+        signals = [signal for batch in self.pending_signals for signal in batch]
+        self.query.publish(signals, self.model_set, self.barrier.last_closed_ts)
         self.last_commit = time.monotonic()
         self.uncommitted = 0
-        signals = self.pending_signals
         if signals:
             self.metrics.signals_out.inc(len(signals))
             self.last_signal_at = time.monotonic()

@@ -60,7 +60,11 @@ class SequenceBuffer:
         # Time step j (oldest first) of a symbol with c rows written is row
         # c - T + j; positions before its first row are padding (zeros).
         absolute = count[:, None] - self.length + steps[None, :]
-        out = self._rows[slots[:, None], absolute % self.length]
+        # take() on the rows as one [slots * T, F] table copies whole rows,
+        # faster than a fancy index over the two leading axes (same values).
+        table = self._rows.reshape(-1, self.n_features)
+        flat = (slots[:, None] * self.length + absolute % self.length).ravel()
+        out = table.take(flat, axis=0).reshape(len(slots), self.length, self.n_features)
         out[absolute < 0] = 0.0
         return out
 

@@ -25,8 +25,13 @@ def test_quick_e2e_bench_reports_every_figure_and_scores_every_bar_time(stack, s
     assert 0 < latency["p50"] <= latency["p99"]
     # The engine ran as its own process and its stage timings came from its /metrics.
     assert {"features", "commit"} <= set(latency["engine_stage_mean_ms"]), latency
+    # The floor commits the engine's own transactions again: its 40 signals, record and snapshot each.
     floor = result["latency_ms"]["kafka_transaction_floor"]
     assert floor["n"] == 4 and floor["messages"] == 40 and 0 < floor["p50"] <= floor["p99"], floor
+    assert floor["record_bytes_mean"] > 0 and floor["snapshot_bytes_p50"] > 0, floor
+    bare = result["latency_ms"]["kafka_transaction_floor_signals_offsets"]
+    assert bare["n"] == 4 and bare["messages"] == 40, bare
+    assert result["latency_vs_floor"] == {q: round(latency[q] / floor[q], 2) for q in ("p50", "p99")}
 
     assert result["naive_bars_per_s"] > 0 and result["naive"]["undelivered"] == 0
     assert result["ratio_vs_naive"] > 0

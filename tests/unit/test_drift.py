@@ -102,3 +102,27 @@ def test_rows_of_no_full_window_are_left_out_of_the_window_psis():
     windows = full_windows(dates, 2)
     assert windows.tolist() == [0] * 10 + [-1] * 3
     assert window_psis(values, windows, reference_bins(values[:10])).tolist() == [0.0]
+
+
+def test_the_window_bins_all_columns_at_once_as_bin_counts_bins_each():
+    rng = np.random.default_rng(7)
+    names = [f"f{j}" for j in range(12)]
+    reference = {}
+    for j, name in enumerate(names[:-1]):  # the last feature has no reference bins
+        k = int(rng.integers(1, 12))  # bins; one bin has no inner edge
+        edges = list(np.unique(np.round(rng.normal(size=k + 1), 1)))
+        if len(edges) >= 2:
+            reference[name] = ReferenceBins(edges, [1.0 / (len(edges) - 1)] * (len(edges) - 1))
+    window = FeatureDriftWindow(reference, names, window_bars=100, model_set="ms-1")
+    expected = {name: np.zeros(len(bins.edges) - 1) for name, bins in reference.items()}
+    for _ in range(3):
+        x = np.round(rng.normal(size=(300, len(names))), 1).astype(np.float32)  # many values on an edge
+        x[rng.random(x.shape) < 0.05] = np.nan
+        x[0, :] = np.inf
+        x[1, :] = -np.inf
+        window.update(0, x)
+        for j, name in enumerate(names):
+            if name in reference:
+                expected[name] += bin_counts(x[:, j], reference[name].edges)
+    assert {name: c.tolist() for name, c in window.counts.items()} == {n: c.tolist() for n, c in expected.items()}
+    assert window.state()["counts"] == {n: c.tolist() for n, c in expected.items()}
