@@ -124,7 +124,12 @@ def test_a_triton_endpoint_stopped_mid_stream_leaves_the_engine_scoring_through_
             second_triton.stop()
 
     engine._publish = publish_then_stop_the_second
-    engine.run(idle_exit_s=3.0, serve_http=False)
+    thread = threading.Thread(target=engine.run, kwargs={"idle_exit_s": 3.0, "serve_http": False})
+    thread.start()
+    thread.join(timeout=300)
+    engine.stop_event.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
 
     assert at_stop, "the engine never committed 300 signals"
     assert at_stop["served"] > 0, "the second endpoint took no requests before it was stopped"
@@ -132,4 +137,5 @@ def test_a_triton_endpoint_stopped_mid_stream_leaves_the_engine_scoring_through_
     assert 0 < at_stop["signals"] < total  # committed before the stop and after it
     assert engine.client.healthy() == {first_url: True, second_url: False}
     assert engine.metrics.rewinds.labels("triton")._value.get() == 0  # failed over, never waited for Triton
+    assert engine.status()["triton_available"]
     assert_signals_equal_predict(committed_signals(settings), world["expected"])
