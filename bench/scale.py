@@ -34,6 +34,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from bench.e2e import _delete_topics, _instrumented, _with, synthetic_bars
+from models.publish.control import send_manifest
 from signalml.config import Settings
 from signalml.contracts import ManifestMember, ModelSetManifest, schema_hash
 from signalml.services.kafka import KafkaBroker
@@ -147,8 +148,6 @@ def run(
         (version.parent / "config.pbtxt").write_text(
             slow_model_config(len(names), delay_s, instances, world.serving.max_batch_size))
         servers = [_server(world, tmp, i) for i in range(max(endpoint_counts))]
-        from models.publish.control import send_manifest
-
         send_manifest(world.kafka.bootstrap_servers, world.kafka.topics.control.name, _manifest(names, tag))
         frame = synthetic_bars(n_symbols, warmup_bars + bar_times, seed=n_symbols)
         replay(world, frame, source_file="synthetic")
