@@ -5,6 +5,12 @@ barrier → for each closed cross-section: features, model inputs, Triton
 scores, ensemble, signals → commit signals, dead letters, drift events, the
 state snapshot and the consumed offsets in one transaction.
 
+With ``serving.max_in_flight`` = K > 1, up to K closed cross-sections of a
+step wait for their scores at once (Triton slower than the engine: a remote
+GPU, several endpoints); features still advance one bar time after the
+other, and the results go into the step's one transaction in bar-time
+order, so what is committed does not depend on K.
+
 The snapshot in each transaction is small: the validator, barrier and drift
 state whole, and the feature pipeline as a journal of the inputs applied
 since its last full *base* state. A base (a few MB at 500 symbols) is written
