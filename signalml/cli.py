@@ -163,6 +163,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from bench.saturation import run
 
         result = run(settings, quick=args.quick)
+    elif args.target == "scale":
+        from bench.scale import run
+
+        result = run(settings, quick=args.quick)
     else:  # inference
         from bench.inference import run
 
@@ -342,12 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks; print figures and ratios as JSON")
     p.add_argument("target", choices=("replay", "features", "train", "inference", "e2e", "api", "monitor",
-                                            "saturation"))
+                                      "saturation", "scale"))
     p.add_argument("--json", action="store_true", help="one JSON line")
     p.add_argument("--bars", help="bars file (default: the bundled data)")
     p.add_argument("--rows", type=int, default=None, help="limit the rows used (replay)")
     p.add_argument("--out", help="output folder (train; default artifacts/bench-train)")
-    p.add_argument("--quick", action="store_true", help="a short run (api, monitor, saturation)")
+    p.add_argument("--quick", action="store_true", help="a short run (api, monitor, saturation, scale)")
     p.add_argument("--naive", action="store_true",
                    help="train: also time the naive loop (datasets rebuilt, members fresh per window)")
     p.set_defaults(handler=cmd_bench)

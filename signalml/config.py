@@ -18,6 +18,7 @@ dotted path) and, for choices, the allowed values.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,6 +315,10 @@ class ServingSettings(Section):
         description="engines with one engine_id: a killed active engine's lease passes to a standby after this long",
     )
     consume_batch: int = Field(500, ge=1)
+    max_in_flight: int = Field(
+        1, ge=1, le=64,
+        description="cross-sections scored concurrently; a step consumes up to max_in_flight x consume_batch bars",
+    )
     commit_interval_s: float = Field(1.0, gt=0, description="longest time consumed bars stay uncommitted")
     snapshot_every_bar_times: int = Field(
         20, ge=1, description="bar times between full state snapshots (at the latest)"
@@ -470,10 +475,29 @@ class TritonSettings(Section):
     venv: str = ".venv-triton"
     startup_timeout_s: float = Field(120.0, gt=0)
     log_verbose: int = Field(0, ge=0)
+    endpoints: tuple[str, ...] = Field(
+        (), description="gRPC host:port of every Triton the engine scores on (empty: the one at host:grpc_port)"
+    )
 
     @property
     def grpc_url(self) -> str:
         return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def grpc_urls(self) -> list[str]:
+        """The endpoints the inference client spreads requests over."""
+        return list(self.endpoints) or [self.grpc_url]
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, endpoints: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in endpoints:
+            host, _, port = endpoint.rpartition(":")
+            if not host or not re.fullmatch(HOST_PATTERN, host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"triton endpoint {endpoint!r} is not host:port")
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError(f"triton endpoints are listed twice: {list(endpoints)}")
+        return endpoints
 
     @property
     def http_url(self) -> str:

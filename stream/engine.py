@@ -5,6 +5,12 @@ barrier → for each closed cross-section: features, model inputs, Triton
 scores, ensemble, signals → commit signals, dead letters, drift events, the
 state snapshot and the consumed offsets in one transaction.
 
+With ``serving.max_in_flight`` = K > 1, up to K closed cross-sections of a
+step wait for their scores at once (Triton slower than the engine: a remote
+GPU, several endpoints); features still advance one bar time after the
+other, and the results go into the step's one transaction in bar-time
+order, so what is committed does not depend on K.
+
 The snapshot in each transaction is small: the validator, barrier and drift
 state whole, and the feature pipeline as a journal of the inputs applied
 since its last full *base* state. A base (a few MB at 500 symbols) is written
@@ -43,6 +49,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -83,6 +92,18 @@ def _decode_snapshot(raw: bytes) -> dict:
     return state
 
 
+@dataclass
+class _Scoring:
+    """A prepared cross-section whose scores are on their way (``future``
+    None: it is not scored), and the model set active at it."""
+
+    xs: object  # CrossSection
+    prepared: object  # Prepared
+    model_set: ModelSet | None
+    future: Future | None = None
+    started: float = 0.0
+
+
 class TritonUnavailable(Exception):
     """Scoring failed; the engine rewinds to its last commit and waits."""
 
@@ -115,6 +136,10 @@ class Engine:
         self.engine_id = self.serving.engine_id
         self.metrics = EngineMetrics(registry)
         self.scorer = scorer  # (model_set, tabular, sequences) -> {member: scores}; Triton by default
+        # max_in_flight > 1: scoring requests run on these threads (the
+        # scorer blocks), the cross-sections are still published in order.
+        k = self.serving.max_in_flight
+        self.scoring_pool = ThreadPoolExecutor(k, thread_name_prefix="signalml-scoring") if k > 1 else None
         self.stop_event = threading.Event()
         self.model_set: ModelSet | None = None
         self.next_set: ModelSet | None = None
@@ -506,9 +531,7 @@ class Engine:
             self.positions[msg.partition()] = msg.offset() + 1
             closed += self._take(msg)
         closed += self.barrier.due()
-        for xs in closed:
-            self._switch_if_ready()
-            self._process(xs)
+        self._process_all(closed)
         overdue = self.uncommitted and time.monotonic() - self.last_commit > self.serving.commit_interval_s
         if closed or overdue:
             self._commit()
@@ -547,7 +570,9 @@ class Engine:
         first = self.consumer.poll(self._poll_timeout())
         if first is None:
             return []
-        more = self.serving.consume_batch - 1
+        # A backlog closes about max_in_flight cross-sections per step, so
+        # that many can be scored at once.
+        more = self.serving.consume_batch * self.serving.max_in_flight - 1
         return [first, *self.consumer.consume(more, timeout=0)] if more else [first]
 
     def _poll_timeout(self) -> float:
@@ -589,7 +614,35 @@ class Engine:
                              source_partition=source.partition, source_offset=source.offset)
         self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, source.key, letter)
 
-    def _process(self, xs) -> None:
+    def _process_all(self, closed: list) -> None:
+        """The closed cross-sections, in bar-time order: each prepared after
+        the one before (the features advance one bar time at a time), its
+        scores requested at once with up to ``max_in_flight`` outstanding,
+        and published into the open transaction strictly in order. A new
+        model set waits until the cross-sections of the outgoing one are
+        published, so each is scored, recorded and drift-checked by the set
+        active at it. Any failure leaves the transaction to be aborted."""
+        window: deque[_Scoring] = deque()
+        try:
+            for xs in closed:
+                if self.next_set is not None:
+                    self._drain(window)
+                self._switch_if_ready()
+                while len(window) >= self.serving.max_in_flight:
+                    self._publish(window.popleft())
+                window.append(self._start(xs))
+            self._drain(window)
+        finally:
+            for pending in window:  # a failure: these are redone after the rewind
+                if pending.future is not None:
+                    pending.future.cancel()
+
+    def _drain(self, window: deque) -> None:
+        while window:
+            self._publish(window.popleft())
+
+    def _start(self, xs) -> _Scoring:
+        """Prepare ``xs`` and request its scores."""
         self.metrics.cross_sections.labels(xs.reason).inc()
         prepared = self.pipeline.prepare(xs)
         self.query.stage(prepared, self.pipeline.features)
@@ -599,19 +652,43 @@ class Engine:
             # A model set is announced but Triton cannot serve it yet: wait
             # rather than let these cross-sections go unscored.
             raise TritonUnavailable(f"model set {self.unwarmed[0].model_set} is not answering")
+        pending = _Scoring(xs, prepared, self.model_set)
         if self.model_set is None or not past_warmup or not prepared.symbols:
-            self._publish_record(xs, [])
+            return pending
+        sequences = self.pipeline.sequence_inputs(prepared, self.model_set)
+        pending.started = time.perf_counter()
+        pending.future = self._submit(self.model_set, prepared.features, sequences)
+        return pending
+
+    def _submit(self, model_set: ModelSet, tabular: np.ndarray, sequences) -> Future:
+        if self.scoring_pool is not None:
+            return self.scoring_pool.submit(self.scorer, model_set, tabular, sequences)
+        future: Future = Future()  # one at a time: scored here and now
+        try:
+            future.set_result(self.scorer(model_set, tabular, sequences))
+        except Exception as exc:  # noqa: BLE001 - raised again by _publish, in order
+            future.set_exception(exc)
+        return future
+
+    def _publish(self, pending: _Scoring) -> None:
+        """``pending``'s signals, cross-section record and drift events into
+        the open transaction, once its scores are in."""
+        xs, prepared, model_set = pending.xs, pending.prepared, pending.model_set
+        if pending.future is None:
+            self._publish_record(xs, [], model_set)
             self._observe(prepared.stage_s)
             return
         try:
-            signals = self.pipeline.score(prepared, self.model_set, self.scorer)
+            member_scores = pending.future.result()
         except InferenceError as exc:
             raise TritonUnavailable(str(exc)) from exc
+        prepared.stage_s["inference"] = time.perf_counter() - pending.started
+        signals = self.pipeline.signals(prepared, model_set, member_scores)
         self.triton_ok = True
         self.metrics.triton_up.set(1)
         started = time.perf_counter()
         self.checkpoint.produce_many(self.signals_topic, signal_messages(signals))
-        self._publish_record(xs, signals)
+        self._publish_record(xs, signals, model_set)
         if self.drift is not None:
             for event in self.drift.update(xs.ts, prepared.features):
                 self.checkpoint.produce(self.settings.kafka.topics.drift.name, event.key().encode(), encode(event))
@@ -620,12 +697,11 @@ class Engine:
         prepared.stage_s["publish"] = time.perf_counter() - started
         self._observe(prepared.stage_s)
 
-    def _publish_record(self, xs, signals: list) -> None:
+    def _publish_record(self, xs, signals: list, model_set: ModelSet | None) -> None:
         """The cross-section's record for the monitor, in the transaction of
         its signals, from the closed cross-section alone (so it replays as
         the signals do). Every closed cross-section has one: the closes of a
         cross-section without signals still mature earlier ones' returns."""
-        model_set = self.model_set
         record = build_record(xs.ts, self.settings.serving.role, xs.symbols, [bar.close for bar in xs.bars], signals,
                               model_set.id if model_set is not None else "",
                               model_set.manifest.horizon_bars if model_set is not None else 0)
@@ -759,6 +835,8 @@ class Engine:
         self._set_role("standby")
         self.consumer.close()
         self.control.close()
+        if self.scoring_pool is not None:
+            self.scoring_pool.shutdown(wait=True, cancel_futures=True)
         if self.client is not None:
             self.client.close()
 

@@ -105,17 +105,28 @@ class CrossSectionPipeline:
 
     def score(self, prepared: Prepared, model_set: ModelSet, scorer: Scorer) -> list[Signal]:
         """Member scores through ``scorer``, the ensemble, the signals."""
-        sequences = None
-        if model_set.needs_sequences:
-            length = model_set.manifest.sequence_length
-            sequences = self.sequences.windows(prepared.symbols)[:, -length:, :]
+        sequences = self.sequence_inputs(prepared, model_set)
         started = time.perf_counter()
         member_scores = scorer(model_set, prepared.features, sequences)
-        scored = time.perf_counter()
+        prepared.stage_s["inference"] = time.perf_counter() - started
+        return self.signals(prepared, model_set, member_scores)
+
+    def sequence_inputs(self, prepared: Prepared, model_set: ModelSet) -> np.ndarray | None:
+        """The sequences ``model_set`` reads for ``prepared`` (None if it reads
+        none). Take them before the next :meth:`prepare` moves the buffer on."""
+        if not model_set.needs_sequences:
+            return None
+        length = model_set.manifest.sequence_length
+        return self.sequences.windows(prepared.symbols)[:, -length:, :]
+
+    @staticmethod
+    def signals(prepared: Prepared, model_set: ModelSet, member_scores: dict[str, np.ndarray]) -> list[Signal]:
+        """The ensemble of ``member_scores`` and the signals of ``prepared``."""
+        started = time.perf_counter()
         combined = model_set.combine(member_scores)
         signals = build_signals(prepared.ts, prepared.symbols, combined, member_scores,
                                 model_set.id, model_set.manifest.horizon_bars)
-        prepared.stage_s.update({"inference": scored - started, "ensemble": time.perf_counter() - scored})
+        prepared.stage_s["ensemble"] = time.perf_counter() - started
         return signals
 
     # ---------------------------------------------------------------- snapshot

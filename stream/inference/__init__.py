@@ -1,6 +1,6 @@
 """Inference: the engine's Triton client (members of a model set in
-parallel, pinned versions, timeouts, retries, our own errors, Prometheus
-latency per model)."""
+parallel, pinned versions, timeouts, retries, failover between several
+Triton endpoints, our own errors, Prometheus latency per model)."""
 
 from stream.inference.client import InferenceClient, Signature
 from stream.inference.errors import (

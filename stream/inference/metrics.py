@@ -3,12 +3,14 @@
 ``signalml_triton_latency_seconds{model}``: seconds for one member's
 scores, retries included, successful calls only;
 ``signalml_triton_fanout_seconds``: seconds for a whole model set;
-``signalml_triton_errors_total{model,error}``: failed attempts by error class.
+``signalml_triton_errors_total{model,error}``: failed attempts by error class;
+``signalml_triton_endpoint_up{endpoint}``: 1 while the client sends requests
+to that Triton endpoint, 0 while it is marked unhealthy.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -37,6 +39,12 @@ class InferenceMetrics:
             "signalml_triton_errors",
             "Failed Triton requests (each attempt), by model and error class",
             ["model", "error"],
+            registry=registry,
+        )
+        self.endpoint_up = Gauge(
+            "signalml_triton_endpoint_up",
+            "1 while the client sends requests to this Triton endpoint, 0 while it is unhealthy",
+            ["endpoint"],
             registry=registry,
         )
 

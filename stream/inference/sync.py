@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,19 +17,19 @@ from stream.inference.client import InferenceClient, client_options
 class SyncInferenceClient:
     """Same arguments as :class:`InferenceClient`; same methods, blocking."""
 
-    def __init__(self, url: str, **kwargs: Any):
+    def __init__(self, urls: str | Sequence[str], **kwargs: Any):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="signalml-triton-client", daemon=True)
         self._thread.start()
 
         async def make() -> InferenceClient:
-            return InferenceClient(url, **kwargs)
+            return InferenceClient(urls, **kwargs)
 
         self.client = self._run(make())
 
     @classmethod
     def from_settings(cls, settings, **overrides: Any) -> "SyncInferenceClient":
-        return cls(settings.triton.grpc_url, **client_options(settings, **overrides))
+        return cls(settings.triton.grpc_urls, **client_options(settings, **overrides))
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -44,6 +44,9 @@ class SyncInferenceClient:
 
     def ready(self, manifest: ModelSetManifest) -> dict[str, bool]:
         return self._run(self.client.ready(manifest))
+
+    def healthy(self) -> dict[str, bool]:
+        return self.client.healthy()
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -118,15 +118,15 @@ def test_triton_stopped_mid_replay_and_restarted_loses_nothing(world, reference)
     # Triton goes down inside the engine's loop, once 500 signals are
     # committed: mid-replay whatever the engine's speed.
     stopped = threading.Event()
-    process = engine._process
+    publish = engine._publish
 
-    def process_then_stop_triton(xs):
-        process(xs)
+    def publish_then_stop_triton(pending):
+        publish(pending)
         if not stopped.is_set() and engine.metrics.signals_out._value.get() >= 500:
             stopped.set()
             world["triton"].stop()
 
-    engine._process = process_then_stop_triton
+    engine._publish = publish_then_stop_triton
     thread = threading.Thread(target=engine.run, kwargs={"idle_exit_s": 5.0, "serve_http": False})
     thread.start()
     deadline = time.monotonic() + 120

@@ -157,7 +157,7 @@ def test_inputs_through_shared_memory_give_exactly_the_scores_of_inputs_in_the_r
         split = wire.score(manifests[1], X[:200], S[:200])
     with SyncInferenceClient.from_settings(settings, shared_memory=True, registry=CollectorRegistry()) as client:
         scores = client.score(manifests[1], X, S)
-        name = client.client._inputs.name
+        name = client.client.endpoints[0]._inputs.name
         assert name in registered_regions(settings)  # the scores did come through the region
         for member in expected:
             np.testing.assert_array_equal(scores[member], expected[member])
@@ -176,9 +176,9 @@ def test_the_region_grows_for_a_larger_cross_section_and_splits_still_apply(serv
     with SyncInferenceClient.from_settings(settings, shared_memory=True, max_batch_size=1024,
                                            registry=CollectorRegistry()) as client:
         client.score(manifests[0], X[:10], S[:10])
-        first = client.client._inputs.capacity
+        first = client.client.endpoints[0]._inputs.capacity
         scores = client.score(manifests[0], big_x, big_s)
-        assert big_s.nbytes > first and client.client._inputs.capacity > big_s.nbytes
+        assert big_s.nbytes > first and client.client.endpoints[0]._inputs.capacity > big_s.nbytes
     for member in scores:
         problem, _ = compare(member, "cpu", scores[member], np.tile(natives[0][member], tiles))
         assert problem is None, (member, problem)
@@ -193,6 +193,6 @@ def test_a_registration_triton_lost_is_made_again(served):
     with SyncInferenceClient.from_settings(settings, shared_memory=True, registry=CollectorRegistry()) as client:
         client.score(manifests[0], X, S)
         grpc.InferenceServerClient(settings.triton.grpc_url).unregister_system_shared_memory()  # all regions
-        assert client.client._inputs.name not in registered_regions(settings)
+        assert client.client.endpoints[0]._inputs.name not in registered_regions(settings)
         assert_equal_to_native(client.score(manifests[0], X, S), manifests[0], natives[0])
-        assert client.client._inputs.name in registered_regions(settings)
+        assert client.client.endpoints[0]._inputs.name in registered_regions(settings)

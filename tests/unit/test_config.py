@@ -70,6 +70,10 @@ def test_env_overrides_nest_by_double_underscore():
         ({"kafka": {"topics": {"bars": {"name": "bad topic"}}}}, ["kafka.topics.bars.name"]),
         ({"kafka": {"topics": {"engine_lease": {"partitions": 2}}}}, ["kafka.topics", "engine_lease.partitions must be 1"]),
         ({"serving": {"lease_session_timeout_s": 3}}, ["serving.lease_session_timeout_s", "greater than or equal to 6"]),
+        ({"serving": {"max_in_flight": 0}}, ["serving.max_in_flight", "greater than or equal to 1"]),
+        ({"triton": {"endpoints": ["gpu-1"]}}, ["triton.endpoints", "'gpu-1' is not host:port"]),
+        ({"triton": {"endpoints": ["gpu-1:99999"]}}, ["triton.endpoints", "is not host:port"]),
+        ({"triton": {"endpoints": ["gpu-1:8001", "gpu-1:8001"]}}, ["triton.endpoints", "listed twice"]),
     ],
 )
 def test_a_bad_setting_fails_with_its_name_and_the_allowed_values(override, named):
@@ -77,6 +81,12 @@ def test_a_bad_setting_fails_with_its_name_and_the_allowed_values(override, name
         load_settings(REPO / "signalml.yaml", environ={}, overrides=override)
     for text in named:
         assert text in str(error.value)
+
+
+def test_the_triton_endpoints_default_to_the_local_server_and_come_from_the_environment():
+    assert load_settings(REPO / "signalml.yaml", environ={}).triton.grpc_urls == ["127.0.0.1:8001"]
+    environ = {"SIGNALML__TRITON__ENDPOINTS": '["gpu-1:8001", "10.0.0.7:9001"]'}
+    assert load_settings(REPO / "signalml.yaml", environ=environ).triton.grpc_urls == ["gpu-1:8001", "10.0.0.7:9001"]
 
 
 def test_a_bad_environment_value_names_the_setting():
