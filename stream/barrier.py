@@ -201,15 +201,18 @@ class CrossSectionBarrier:
     # ---------------------------------------------------------------- snapshot
 
     def state(self) -> dict:
-        """Plain data, pending bars included: the engine commits the consumed
-        offsets with this state, so bars consumed but not yet closed into a
-        cross-section must survive a restart inside the snapshot."""
+        """Data for msgspec, pending bars included: the engine commits the
+        consumed offsets with this state, so bars consumed but not yet closed
+        into a cross-section must survive a restart inside the snapshot. The
+        pending bars stay :class:`Bar` structs: msgspec encodes them as the
+        maps ``to_builtins`` would make, without building those maps (a
+        backlog commits with thousands pending)."""
         return {
             "version": 1,
             "expected": sorted(self.expected),
             "last_closed_ts": self.last_closed_ts,
             "partition_ts": {str(p): ts for p, ts in self.partition_ts.items()},
-            "pending": [msgspec.to_builtins(bar) for ts in sorted(self.pending) for bar in self.pending[ts].values()],
+            "pending": [bar for ts in sorted(self.pending) for bar in self.pending[ts].values()],
             "late": self.counts.late,
             "closed": dict(self.counts.closed),
         }

@@ -95,6 +95,14 @@ def test_flush_closes_everything_pending_in_order():
     assert [(c.ts, c.reason) for c in barrier.flush()] == [(1, "flush"), (2, "flush")]
 
 
+def test_pending_bars_encode_as_the_plain_maps_snapshots_have_always_held():
+    barrier = CrossSectionBarrier(10.0, [0, 1], clock=Clock())
+    feed(barrier, [("A", 1, 0), ("A", 2, 0), ("B", 2, 1), ("A", 3, 0)])
+    pending = msgspec.msgpack.decode(msgspec.msgpack.encode(barrier.state()))["pending"]
+    assert pending == [{"symbol": b.symbol, "ts": b.ts, "open": b.open, "high": b.high, "low": b.low,
+                        "close": b.close, "volume": b.volume, "interval": None} for b in (bar("A", 2), bar("B", 2), bar("A", 3))]
+
+
 def test_state_round_trips_through_json_with_pending_bars():
     clock = Clock()
     barrier = CrossSectionBarrier(10.0, [0, 1], clock=clock)
