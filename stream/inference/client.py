@@ -96,8 +96,8 @@ class InferenceClient:
         self.recheck_s = recheck_s
         self.metrics = InferenceMetrics.of(registry)
         self.routes = [
-            _Route(TritonEndpoint(url, timeout_s=timeout_s, retries=0, retry_backoff_s=retry_backoff_s,
-                                  max_batch_size=max_batch_size, shared_memory=shared_memory, registry=registry))
+            _Route(TritonEndpoint(url, timeout_s=timeout_s, max_batch_size=max_batch_size,
+                                  shared_memory=shared_memory, registry=registry))
             for url in urls
         ]
         self._turn = itertools.count()

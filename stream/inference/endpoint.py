@@ -2,11 +2,10 @@
 
 :class:`TritonEndpoint` is one gRPC asyncio client (``tritonclient.grpc.aio``)
 per server (:class:`~stream.inference.client.InferenceClient` spreads
-requests over several): members are asked in parallel, each pinned to the version its
-manifest names, with a timeout per attempt, retries with exponential
-backoff on timeouts, unreachable servers and versions not (yet) loaded, and
-our own exceptions (:mod:`stream.inference.errors`). Latency goes to
-Prometheus per model.
+requests over several and retries): members are asked in parallel, each
+pinned to the version its manifest names, with a timeout per request, and
+failures raised as our own exceptions (:mod:`stream.inference.errors`).
+Latency goes to Prometheus per model.
 
 The tensor names come from the model's metadata, fetched once per pinned
 version: ``FEATURES``/``SEQUENCES`` -> ``SCORE`` on the cpu target, and
@@ -62,10 +61,10 @@ class Signature:
 class TritonEndpoint:
     """One Triton server: the requests of :class:`InferenceClient` to it.
 
-    ``timeout_s`` bounds each attempt; ``retries`` extra attempts follow a
-    retryable failure after ``retry_backoff_s``, doubling each time (the
-    router gives its endpoints none: it retries on another endpoint).
-    ``max_batch_size`` splits larger cross-sections into parallel requests.
+    ``timeout_s`` bounds each request; a failure is raised at once as our
+    own error (retrying, here or on another endpoint, is
+    :class:`InferenceClient`'s). ``max_batch_size`` splits larger
+    cross-sections into parallel requests.
     """
 
     def __init__(
@@ -73,18 +72,14 @@ class TritonEndpoint:
         url: str,
         *,
         timeout_s: float = 5.0,
-        retries: int = 3,
-        retry_backoff_s: float = 0.1,
         max_batch_size: int = 8192,
         shared_memory: bool | None = None,
         registry: Any = None,
     ):
-        if timeout_s <= 0 or retries < 0 or retry_backoff_s < 0 or max_batch_size < 1:
-            raise ValueError("timeout_s > 0, retries >= 0, retry_backoff_s >= 0 and max_batch_size >= 1 are required")
+        if timeout_s <= 0 or max_batch_size < 1:
+            raise ValueError("timeout_s > 0 and max_batch_size >= 1 are required")
         self.url = url
         self.timeout_s = timeout_s
-        self.retries = retries
-        self.retry_backoff_s = retry_backoff_s
         self.max_batch_size = max_batch_size
         self.metrics = InferenceMetrics.of(registry)
         self._client = grpcaio.InferenceServerClient(url)
@@ -151,9 +146,9 @@ class TritonEndpoint:
 
     async def infer(self, model: str, version: int, x: np.ndarray) -> np.ndarray:
         """float64 ``[N]`` scores of ``model`` at ``version`` for float32
-        rows ``x`` (``[N, F]`` or ``[N, T, F]``), retries included."""
+        rows ``x`` (``[N, F]`` or ``[N, T, F]``)."""
         started = time.perf_counter()
-        signature = await self._retrying(model, version, lambda: self._signature(model, version))
+        signature = await self._translated(model, version, lambda: self._signature(model, version))
         x = self._fit(signature, model, version, x)
         return await self._send(model, version, signature, self._chunks(x), started)
 
@@ -167,7 +162,7 @@ class TritonEndpoint:
         if not parts:
             return np.zeros(0, dtype=np.float64)
         scores = await asyncio.gather(
-            *(self._retrying(model, version, lambda p=p: self._infer_once(model, version, signature, p)) for p in parts)
+            *(self._translated(model, version, lambda p=p: self._infer_once(model, version, signature, p)) for p in parts)
         )
         out = np.concatenate(scores) if len(scores) > 1 else scores[0]
         self.metrics.latency.labels(model).observe(time.perf_counter() - started)
@@ -181,7 +176,7 @@ class TritonEndpoint:
         plans = []
         for member in manifest.members:
             try:
-                signature = await self._retrying(member.name, member.version,
+                signature = await self._translated(member.name, member.version,
                                                  lambda m=member: self._signature(m.name, m.version))
                 x = self._fit(signature, member.name, member.version, inputs[member.input])
             except InferenceError as exc:
@@ -232,23 +227,16 @@ class TritonEndpoint:
         return True
 
     # ------------------------------------------------------------ internals
-    async def _retrying(self, model: str, version: int, attempt):
-        delay = self.retry_backoff_s
-        for left in range(self.retries, -1, -1):
-            try:
-                return await attempt()
-            except InferenceServerException as exc:
-                error = translate(exc, model=model, version=version)
-            except asyncio.TimeoutError:
-                error = translate(TimeoutError("deadline exceeded"), model=model, version=version)
-            self.metrics.errors.labels(model, type(error).__name__).inc()
-            if not error.retryable or left == 0:
-                if error.retryable:
-                    error.add_note(f"after {self.retries + 1} attempts")
-                raise error from None
-            await asyncio.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+    async def _translated(self, model: str, version: int, attempt):
+        """``attempt()``, with tritonclient's errors raised as ours and counted."""
+        try:
+            return await attempt()
+        except InferenceServerException as exc:
+            error = translate(exc, model=model, version=version)
+        except asyncio.TimeoutError:
+            error = translate(TimeoutError("deadline exceeded"), model=model, version=version)
+        self.metrics.errors.labels(model, type(error).__name__).inc()
+        raise error from None
 
     async def _signature(self, model: str, version: int) -> Signature:
         key = (model, version)
