@@ -213,8 +213,10 @@ class SignalWatcher:
 
 
 def _instrumented(engine) -> dict:
-    """First consumed bar and last commit, timed inside the engine."""
-    marks: dict[str, float] = {}
+    """First consumed bar and last commit, timed inside the engine; and
+    ``commits``: ``(time, signals committed so far)`` after each commit that
+    carried bars."""
+    marks: dict = {"commits": []}
     take, commit = engine._take, engine._commit
 
     def timed_take(msg):
@@ -226,6 +228,7 @@ def _instrumented(engine) -> dict:
         commit(**kwargs)
         if carries_bars:
             marks["last_commit"] = time.perf_counter()
+            marks["commits"].append((marks["last_commit"], int(engine.metrics.signals_out._value.get())))
 
     engine._take, engine._commit = timed_take, timed_commit
     return marks

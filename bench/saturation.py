@@ -24,11 +24,10 @@ split between the two terms is what carries over.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
-from bench.e2e import _fresh, private_world, synthetic_bars
+from bench.e2e import _fresh, _instrumented, private_world, synthetic_bars
 from signalml.config import Settings
 from stream.replay import replay
 
@@ -41,16 +40,7 @@ def _saturated(world: Settings, n: int, warmup_bars: int, scored: int, tag: str,
     settings = _fresh(world, tag, created)
     replay(settings, synthetic_bars(n, warmup_bars + scored, seed=n), source_file="synthetic")
     engine = Engine(settings)
-    commits: list[tuple[float, int]] = []  # (time, signals committed so far) after each commit that carried bars
-    commit = engine._commit
-
-    def timed_commit(**kwargs):
-        carries_bars = engine.uncommitted > 0
-        commit(**kwargs)
-        if carries_bars:
-            commits.append((time.perf_counter(), int(engine.metrics.signals_out._value.get())))
-
-    engine._commit = timed_commit
+    commits = _instrumented(engine)["commits"]
     engine.run(idle_exit_s=2.0, serve_http=False)
     signals = int(engine.metrics.signals_out._value.get())
     scoring = [(t, s) for t, s in commits if s > 0]
