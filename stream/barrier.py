@@ -94,11 +94,13 @@ class CrossSectionBarrier:
         self.expected: frozenset[str] = frozenset()
         self.last_closed_ts: int | None = None
         self.counts = BarrierCounts()
+        self._stale = True  # changed other than by one bar since the last due(): add() runs it in full
 
     def assign(self, partitions: list[int]) -> None:
         self.partitions = set(partitions)
         self.partition_ts = {p: ts for p, ts in self.partition_ts.items() if p in self.partitions}
         self.drained &= self.partitions
+        self._stale = True
 
     def mark_drained(self, partition: int) -> list[CrossSection]:
         """The consumer reached the end of ``partition`` (its EOF event)."""
@@ -112,17 +114,37 @@ class CrossSectionBarrier:
         self.drained.discard(partition)
         previous = self.partition_ts.get(partition)
         behind_partition = previous is not None and bar.ts < previous
-        if not behind_partition:
+        advanced = previous is None or bar.ts > previous
+        if advanced:
             self.partition_ts[partition] = bar.ts
         if behind_partition or (self.last_closed_ts is not None and bar.ts <= self.last_closed_ts):
             self.counts.late += 1
-            return self.due(), True
+            return self._due_after(advanced, None), True
         bars = self.pending.get(bar.ts)
         if bars is None:
             bars = self.pending[bar.ts] = {}
             self.opened_at[bar.ts] = self.clock()
         bars.setdefault(bar.symbol, bar)
-        return self.due(), False
+        return self._due_after(advanced, bar.ts), False
+
+    def _due_after(self, advanced: bool, joined_ts: int | None) -> list[CrossSection]:
+        """:meth:`due` after one bar, skipped where that bar cannot have made
+        any rule hold. Since the last :meth:`due`, the oldest pending bar time
+        could not close; one more bar changes that only by moving its
+        partition to a later bar time (watermark, settled), by bringing the
+        oldest bar time to as many symbols as are expected (complete), or
+        because the oldest bar time's timeout has passed meanwhile. Dropping
+        its partition from the drained ones can only keep a bar time open.
+        So the result is the one :meth:`due` gives after every bar; a bar
+        time of 500 symbols runs the full rules a few times, not 500."""
+        if advanced or self._stale or not self.pending:
+            return self.due()
+        oldest = min(self.pending)
+        if joined_ts == oldest and self.expected and len(self.pending[oldest]) >= len(self.expected):
+            return self.due()
+        if self.clock() - self.opened_at[oldest] >= self.timeout_s:
+            return self.due()
+        return []
 
     def watermark(self) -> int | None:
         """The smallest latest bar time over the assigned partitions, or None
@@ -133,6 +155,7 @@ class CrossSectionBarrier:
 
     def due(self) -> list[CrossSection]:
         """Close, oldest first, every pending bar time whose rule holds."""
+        self._stale = False
         closed: list[CrossSection] = []
         now = self.clock()
         watermark = self.watermark()
@@ -225,6 +248,7 @@ class CrossSectionBarrier:
         self.last_closed_ts = state["last_closed_ts"]
         self.partition_ts = {int(p): int(ts) for p, ts in state["partition_ts"].items()}
         self.counts = BarrierCounts(closed=dict(state["closed"]), late=int(state["late"]))
+        self._stale = True
         self.pending.clear()
         self.opened_at.clear()
         now = self.clock()

@@ -301,3 +301,65 @@ def test_only_partitions_past_the_oldest_pending_bar_times_are_paused():
     assert barrier.ahead_partitions(6) == set()
     assert barrier.ahead_partitions(3) == {0, 2}  # the oldest 3 bars are those of 2 and 3: both are past them
     assert barrier.ahead_partitions(5) == {0}  # the oldest 5 reach 4: only partition 0 is past it
+
+
+# ---------------------------------------------------------------- the full rules after every bar
+
+
+class EveryBarBarrier(CrossSectionBarrier):
+    """The rules run in full after every bar, as :meth:`CrossSectionBarrier.due`
+    defines them: the reference for the skipped runs of ``add``."""
+
+    def _due_after(self, advanced, joined_ts):
+        return self.due()
+
+
+@settings(max_examples=400, deadline=None)
+@given(seed=st.integers(0, 100_000), n_symbols=st.integers(1, 6), n_partitions=st.integers(1, 4),
+       timeout_s=st.sampled_from([0.5, 2.0, 1e9]))
+def test_adding_a_bar_closes_exactly_what_the_full_rules_after_every_bar_close(seed, n_symbols, n_partitions, timeout_s):
+    """Live feeds and backlogs, in any order: bars of any bar time (late,
+    behind their partition, repeated, from a partition not assigned),
+    end-of-partition events, time passing
+    with and without a check, reassignment and restarts. After every event
+    both barriers have closed the same cross-sections, judged the same bars
+    late, and hold the same state."""
+    rng = random.Random(seed)
+    clock = Clock()
+    partitions = list(range(n_partitions))
+    fast = CrossSectionBarrier(timeout_s, partitions, clock=clock)
+    full = EveryBarBarrier(timeout_s, partitions, clock=clock)
+    symbols = [f"S{i}" for i in range(n_symbols)]
+    ts = 1
+    for _ in range(300):
+        choice = rng.random()
+        if choice < 0.6:
+            symbol = rng.choice(symbols)
+            bar_ts = max(1, ts + rng.choice([-2, -1, 0, 0, 0, 0, 1]))
+            partition = rng.choice(partitions) if rng.random() < 0.9 else rng.randrange(4)  # or one not assigned
+            got, want = fast.add(bar(symbol, bar_ts), partition), full.add(bar(symbol, bar_ts), partition)
+        elif choice < 0.7:
+            ts += 1
+            continue
+        elif choice < 0.8:
+            partition = rng.choice(partitions)
+            got, want = fast.mark_drained(partition), full.mark_drained(partition)
+        elif choice < 0.9:
+            clock.now += rng.choice([0.1, 0.6, 3.0])
+            if rng.random() < 0.5:
+                continue  # time passes unchecked: the next bar sees it
+            got, want = fast.due(), full.due()
+        elif choice < 0.95:
+            state = msgspec.json.decode(msgspec.json.encode(fast.state()))
+            fast = CrossSectionBarrier(timeout_s, partitions, clock=clock)
+            fast.restore(state)
+            full = EveryBarBarrier(timeout_s, partitions, clock=clock)
+            full.restore(state)
+            continue
+        else:
+            partitions = sorted(rng.sample(range(4), rng.randint(1, 4)))
+            fast.assign(partitions)
+            full.assign(partitions)
+            continue
+        assert got == want
+        assert fast.state() == full.state()
