@@ -693,7 +693,7 @@ class Engine:
             for event in self.drift.update(xs.ts, prepared.features):
                 self.checkpoint.produce(self.settings.kafka.topics.drift.name, event.key().encode(), encode(event))
                 self.metrics.drift_events.labels(event.kind, event.severity).inc()
-        self.pending_signals.append(signals)  # built into Signal objects for the query API after the commit
+        self.pending_signals.append(signals)  # the query API publishes them after the commit
         prepared.stage_s["publish"] = time.perf_counter() - started
         self._observe(prepared.stage_s)
 
@@ -720,12 +720,12 @@ class Engine:
         self.checkpoint.commit(self.snapshot(), base_parts=parts)
         self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
         self._report_positions()
-        signals = [signal for batch in self.pending_signals for signal in batch]
-        self.query.publish(signals, self.model_set, self.barrier.last_closed_ts)
+        self.query.publish(self.pending_signals, self.model_set, self.barrier.last_closed_ts)
         self.last_commit = time.monotonic()
         self.uncommitted = 0
-        if signals:
-            self.metrics.signals_out.inc(len(signals))
+        published = sum(len(batch) for batch in self.pending_signals)
+        if published:
+            self.metrics.signals_out.inc(published)
             self.last_signal_at = time.monotonic()
         self.pending_signals = []
 

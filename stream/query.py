@@ -12,7 +12,8 @@ transaction published: an answer never shows a signal that was not
 published.
 
 Per commit the engine merges two dicts of references (tens of µs at 500
-symbols). JSON is built at request time; the all-symbols bodies are cached on
+symbols); the :class:`~signalml.contracts.Signal` objects are built when a
+request first reads them. JSON is built at request time; the all-symbols bodies are cached on
 the view they belong to, so repeated reads of an unchanged view cost one
 lookup.
 
@@ -28,7 +29,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, Callable, Mapping, Sequence
+from itertools import repeat
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -73,11 +75,48 @@ class CommittedView:
     last_bar_ts: int | None = None  # the last closed (and committed) bar time
     last_signal_ts: int | None = None
     model_set: ModelSetManifest | None = None
-    signals: Mapping[str, Signal] = field(default_factory=dict)  # latest per symbol
+    signals: Mapping[str, Signal] = field(default_factory=dict)  # latest per symbol (a LatestSignals once any)
     features: Mapping[str, FeatureRows] = field(default_factory=dict)  # latest cross-section per symbol
     feature_names: tuple[str, ...] = ()
     warmup_bars: int = 0  # bars a symbol needs before every feature has a value
     cache: dict[str, bytes] = field(default_factory=dict)
+
+
+class LatestSignals(Mapping[str, Signal]):
+    """The latest signal of each symbol over committed cross-sections: a
+    reference to the cross-section's signals and the symbol's place in it,
+    so a commit adds 500 references rather than building 500
+    :class:`Signal` objects; each is built where a request reads it
+    (:class:`~stream.signals.CrossSectionSignals` builds its objects once)."""
+
+    def __init__(self, previous: Mapping[str, Signal] | None = None, batches: Sequence[Sequence[Signal]] = ()):
+        if isinstance(previous, LatestSignals):
+            self._where = dict(previous._where)
+        else:
+            self._where = {symbol: ([signal], 0) for symbol, signal in (previous or {}).items()}
+        for batch in batches:
+            symbols = getattr(batch, "symbols", None)
+            if symbols is None:
+                symbols = [signal.symbol for signal in batch]
+            self._where.update(zip(symbols, zip(repeat(batch), range(len(symbols)))))
+
+    def __getitem__(self, symbol: str) -> Signal:
+        batch, index = self._where[symbol]
+        return batch[index]
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def _batch_ts(batch: Sequence[Signal]) -> int:
+    ts = getattr(batch, "ts", None)
+    return int(ts) if ts is not None else batch[-1].ts
 
 
 class CommittedState:
@@ -105,17 +144,15 @@ class CommittedState:
         """The open transaction was aborted: what it staged never happened."""
         self._staged = []
 
-    def publish(self, signals: Sequence[Signal], model_set: Any, last_bar_ts: int | None) -> None:
-        """The open transaction committed ``signals`` (in bar-time order) and
-        the staged cross-sections; ``model_set`` (a
-        :class:`~stream.model_set.ModelSet` or None) is in service and
-        ``last_bar_ts`` is the last closed bar time."""
+    def publish(self, batches: Sequence[Sequence[Signal]], model_set: Any, last_bar_ts: int | None) -> None:
+        """The open transaction committed ``batches`` (each the signals of one
+        cross-section, in bar-time order) and the staged cross-sections;
+        ``model_set`` (a :class:`~stream.model_set.ModelSet` or None) is in
+        service and ``last_bar_ts`` is the last closed bar time."""
         previous = self.view
-        latest = previous.signals
-        if signals:
-            latest = dict(latest)
-            for signal in signals:
-                latest[signal.symbol] = signal
+        batches = [batch for batch in batches if len(batch)]
+        latest = LatestSignals(previous.signals, batches) if batches else previous.signals
+        last_signal_ts = _batch_ts(batches[-1]) if batches else previous.last_signal_ts
         features = previous.features
         if self._staged:
             features = dict(features)
@@ -127,7 +164,7 @@ class CommittedState:
             commits=previous.commits + 1,
             committed_at_ms=int(self.clock() * 1000),
             last_bar_ts=last_bar_ts,
-            last_signal_ts=signals[-1].ts if signals else previous.last_signal_ts,
+            last_signal_ts=last_signal_ts,
             model_set=model_set.manifest if model_set is not None else previous.model_set,
             signals=latest,
             features=features,

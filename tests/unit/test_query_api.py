@@ -76,7 +76,7 @@ def commit(pipeline, state, ts: int, *, symbols=SYMBOLS, signals=True, model_set
     prepared = pipeline.prepare(cross_section(ts, symbols))
     state.stage(prepared, pipeline.features)
     published = signals_of(ts, symbols) if signals else []
-    state.publish(published, model_set or FakeModelSet(pipeline.names), ts)
+    state.publish([published], model_set or FakeModelSet(pipeline.names), ts)
     return prepared, published
 
 
@@ -356,3 +356,25 @@ def test_health_bodies_are_still_json(server):
     assert status == 200 and json.loads(data) == {"healthy": True, "ready": True}
     status, headers, data = request(server.port, "GET", "/metrics")
     assert status == 200 and b"signalml_consumer_lag" in data
+
+
+def test_a_commit_publishes_cross_section_columns_and_a_request_reads_the_signals_they_hold(world):
+    """The engine hands over each cross-section's signals as columns: the
+    commit builds no Signal object, a request gets the ones an independent
+    Signal per symbol gives, and a later cross-section replaces only its own
+    symbols."""
+    from stream.signals import CrossSectionSignals
+
+    pipeline, state, api = world
+    first = CrossSectionSignals(1000, ["AAA", "BBB", "CCC"], np.array([0.5, -1.0, 2.0]), np.array([2 / 3, 1 / 3, 1.0]),
+                                {"lightgbm": np.array([0.1, 0.2, 0.3])}, "ms-20260101000000-0123abcd", 5)
+    second = CrossSectionSignals(2000, ["BBB"], np.array([3.0]), np.array([1.0]), {"lightgbm": np.array([0.4])},
+                                 "ms-20260101000000-0123abcd", 5)
+    state.publish([first, second], FakeModelSet(pipeline.names), 2000)
+    assert first._signals is None and second._signals is None, "the commit built Signal objects"
+    view = state.view
+    assert view.last_signal_ts == 2000 and sorted(view.signals) == ["AAA", "BBB", "CCC"]
+    assert view.signals["AAA"] == Signal(1000, "AAA", 0.5, 2 / 3, {"lightgbm": 0.1}, "ms-20260101000000-0123abcd", 3, 5)
+    assert view.signals["BBB"] == Signal(2000, "BBB", 3.0, 1.0, {"lightgbm": 0.4}, "ms-20260101000000-0123abcd", 1, 5)
+    answer = json.loads(api.signals("symbols=CCC,BBB")[1])
+    assert [(s["symbol"], s["ts"], s["score"]) for s in answer["signals"]] == [("CCC", 1000, 2.0), ("BBB", 2000, 3.0)]
