@@ -7,9 +7,10 @@ state snapshot and the consumed offsets in one transaction.
 
 With ``serving.max_in_flight`` = K > 1, up to K closed cross-sections of a
 step wait for their scores at once (Triton slower than the engine: a remote
-GPU, several endpoints); features still advance one bar time after the
-other, and the results go into the step's one transaction in bar-time
-order, so what is committed does not depend on K.
+GPU, several endpoints), and the step goes on taking its bars meanwhile;
+features still advance one bar time after the other, in the order the
+cross-sections close, and the results go into the step's one transaction in
+bar-time order, so what is committed does not depend on K.
 
 The snapshot in each transaction is small: the validator, barrier and drift
 state whole, and the feature pipeline as a journal of the inputs applied
@@ -512,26 +513,38 @@ class Engine:
                 last_bar_at = time.monotonic()
 
     def _step(self) -> bool:
+        """Take what the consumer has, score each cross-section as soon as it
+        closes (up to ``max_in_flight`` at once, so the bars still to take
+        are read while Triton scores the ones before), publish them in
+        bar-time order and commit once. Any failure leaves the transaction to
+        be aborted: the cross-sections still in flight are cancelled and
+        redone after the rewind."""
         self._check_lease()
         self._poll_control()
         messages = self._consume()
         consumed_at = time.monotonic()
-        closed = []
+        window: deque[_Scoring] = deque()
+        closed = 0
         got_bars = False
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    closed += self.barrier.mark_drained(msg.partition())
-                else:
-                    log.warning("bars topic: %s", error)
-                continue
-            got_bars = True
-            self.uncommitted += 1
-            self.positions[msg.partition()] = msg.offset() + 1
-            closed += self._take(msg)
-        closed += self.barrier.due()
-        self._process_all(closed)
+        try:
+            for msg in messages:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        closed += self._advance(self.barrier.mark_drained(msg.partition()), window)
+                    else:
+                        log.warning("bars topic: %s", error)
+                    continue
+                got_bars = True
+                self.uncommitted += 1
+                self.positions[msg.partition()] = msg.offset() + 1
+                closed += self._advance(self._take(msg), window)
+            closed += self._advance(self.barrier.due(), window)
+            self._drain(window)
+        finally:
+            for pending in window:
+                if pending.future is not None:
+                    pending.future.cancel()
         overdue = self.uncommitted and time.monotonic() - self.last_commit > self.serving.commit_interval_s
         if closed or overdue:
             self._commit()
@@ -614,28 +627,22 @@ class Engine:
                              source_partition=source.partition, source_offset=source.offset)
         self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, source.key, letter)
 
-    def _process_all(self, closed: list) -> None:
-        """The closed cross-sections, in bar-time order: each prepared after
-        the one before (the features advance one bar time at a time), its
-        scores requested at once with up to ``max_in_flight`` outstanding,
-        and published into the open transaction strictly in order. A new
-        model set waits until the cross-sections of the outgoing one are
-        published, so each is scored, recorded and drift-checked by the set
-        active at it. Any failure leaves the transaction to be aborted."""
-        window: deque[_Scoring] = deque()
-        try:
-            for xs in closed:
-                if self.next_set is not None:
-                    self._drain(window)
-                self._switch_if_ready()
-                while len(window) >= self.serving.max_in_flight:
-                    self._publish(window.popleft())
-                window.append(self._start(xs))
-            self._drain(window)
-        finally:
-            for pending in window:  # a failure: these are redone after the rewind
-                if pending.future is not None:
-                    pending.future.cancel()
+    def _advance(self, closed: list, window: deque) -> int:
+        """Start the closed cross-sections, in bar-time order: each prepared
+        after the one before (the features advance one bar time at a time)
+        and its scores requested at once, publishing the oldest in ``window``
+        whenever ``max_in_flight`` are outstanding. A new model set waits
+        until the cross-sections of the outgoing one are published, so each
+        is scored, recorded and drift-checked by the set active at it.
+        Returns how many closed."""
+        for xs in closed:
+            if self.next_set is not None:
+                self._drain(window)
+            self._switch_if_ready()
+            while len(window) >= self.serving.max_in_flight:
+                self._publish(window.popleft())
+            window.append(self._start(xs))
+        return len(closed)
 
     def _drain(self, window: deque) -> None:
         while window:
