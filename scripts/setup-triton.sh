@@ -20,6 +20,9 @@ REQS="$ROOT/scripts/triton-requirements.txt"
 LOCK="$ROOT/requirements-lock.txt"
 VENV="${1:-$ROOT/.venv-triton}"
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
+# The stamp records paths inside the venv; through a symlink (a venv shared
+# by another checkout) they would point into whatever the link lives in.
+VENV="$(realpath -m "$VENV")"
 STAMP="$VENV/signalml-triton.json"
 STAMP_VERSION=3
 
