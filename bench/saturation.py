@@ -24,7 +24,6 @@ split between the two terms is what carries over.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from bench.e2e import _fresh, _instrumented, private_world, synthetic_bars

@@ -64,24 +64,6 @@ class FeatureRows:
         return {symbol: i for i, symbol in enumerate(self.symbols)}
 
 
-@dataclass(frozen=True, eq=False)
-class CommittedView:
-    """What the last committed transaction left behind (never mutated;
-    ``cache`` holds encoded bodies, built at the first request)."""
-
-    engine_id: str
-    commits: int = 0
-    committed_at_ms: int | None = None
-    last_bar_ts: int | None = None  # the last closed (and committed) bar time
-    last_signal_ts: int | None = None
-    model_set: ModelSetManifest | None = None
-    signals: Mapping[str, Signal] = field(default_factory=dict)  # latest per symbol (a LatestSignals once any)
-    features: Mapping[str, FeatureRows] = field(default_factory=dict)  # latest cross-section per symbol
-    feature_names: tuple[str, ...] = ()
-    warmup_bars: int = 0  # bars a symbol needs before every feature has a value
-    cache: dict[str, bytes] = field(default_factory=dict)
-
-
 class LatestSignals(Mapping[str, Signal]):
     """The latest signal of each symbol over committed cross-sections: a
     reference to the cross-section's signals and the symbol's place in it,
@@ -89,11 +71,8 @@ class LatestSignals(Mapping[str, Signal]):
     :class:`Signal` objects; each is built where a request reads it
     (:class:`~stream.signals.CrossSectionSignals` builds its objects once)."""
 
-    def __init__(self, previous: Mapping[str, Signal] | None = None, batches: Sequence[Sequence[Signal]] = ()):
-        if isinstance(previous, LatestSignals):
-            self._where = dict(previous._where)
-        else:
-            self._where = {symbol: ([signal], 0) for symbol, signal in (previous or {}).items()}
+    def __init__(self, previous: LatestSignals | None = None, batches: Sequence[Sequence[Signal]] = ()):
+        self._where = dict(previous._where) if previous is not None else {}
         for batch in batches:
             symbols = getattr(batch, "symbols", None)
             if symbols is None:
@@ -112,6 +91,24 @@ class LatestSignals(Mapping[str, Signal]):
 
     def __len__(self) -> int:
         return len(self._where)
+
+
+@dataclass(frozen=True, eq=False)
+class CommittedView:
+    """What the last committed transaction left behind (never mutated;
+    ``cache`` holds encoded bodies, built at the first request)."""
+
+    engine_id: str
+    commits: int = 0
+    committed_at_ms: int | None = None
+    last_bar_ts: int | None = None  # the last closed (and committed) bar time
+    last_signal_ts: int | None = None
+    model_set: ModelSetManifest | None = None
+    signals: LatestSignals = field(default_factory=LatestSignals)  # latest per symbol
+    features: Mapping[str, FeatureRows] = field(default_factory=dict)  # latest cross-section per symbol
+    feature_names: tuple[str, ...] = ()
+    warmup_bars: int = 0  # bars a symbol needs before every feature has a value
+    cache: dict[str, bytes] = field(default_factory=dict)
 
 
 def _batch_ts(batch: Sequence[Signal]) -> int:
