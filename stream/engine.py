@@ -5,12 +5,17 @@ barrier → for each closed cross-section: features, model inputs, Triton
 scores, ensemble, signals → commit signals, dead letters, drift events, the
 state snapshot and the consumed offsets in one transaction.
 
-With ``serving.max_in_flight`` = K > 1, up to K closed cross-sections of a
-step wait for their scores at once (Triton slower than the engine: a remote
-GPU, several endpoints), and the step goes on taking its bars meanwhile;
-features still advance one bar time after the other, in the order the
-cross-sections close, and the results go into the step's one transaction in
-bar-time order, so what is committed does not depend on K.
+With ``serving.max_in_flight`` = K > 1, up to K closed cross-sections wait
+for their scores at once (Triton slower than the engine: a remote GPU,
+several endpoints), and the engine goes on taking bars meanwhile; features
+still advance one bar time after the other, in the order the cross-sections
+close, and the results go into each step's one transaction in bar-time
+order, so what is committed does not depend on K. While a backlog lasts,
+requests stay in flight across commits: a step ends at a *cut* (the state
+snapshot taken right after its last bar), the next step's bars are taken
+and scored while the step's last scores come back, and its transaction,
+committed with the snapshot of the cut, holds exactly what the bars before
+the cut yield; what later bars yield waits behind the cut, in order.
 
 The snapshot in each transaction is small: the validator, barrier and drift
 state whole, and the feature pipeline as a journal of the inputs applied
@@ -52,7 +57,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
@@ -103,6 +108,33 @@ class _Scoring:
     model_set: ModelSet | None
     future: Future | None = None
     started: float = 0.0
+    drift_events: list = field(default_factory=list)
+
+
+@dataclass
+class _Cut:
+    """The end of a step's transaction: the engine's state right after the
+    step's last bar, captured while later bars may already be taken (what
+    they yield waits behind this in the window). Committed once everything
+    before it in the window is published."""
+
+    snapshot: bytes
+    base_parts: list[bytes] | None
+    positions: dict[int, int]
+    model_set: ModelSet | None
+    last_bar_ts: int | None
+    consumed_at: float  # when the step's bars were consumed
+    closed: int  # cross-sections closed in the step
+    encode_s: float
+
+
+@dataclass
+class _Letter:
+    """A dead letter of a bar taken while the window held something."""
+
+    topic: str
+    key: bytes
+    value: bytes
 
 
 class TritonUnavailable(Exception):
@@ -150,7 +182,12 @@ class Engine:
         self.last_loop_at = time.monotonic()
         self.pending_signals: list = []  # the signals of each cross-section since the last commit
         self.query = CommittedState(self.engine_id)  # the committed view the query API answers from
-        self.uncommitted = 0
+        self.uncommitted = 0  # bars taken since the last cut
+        # In the order taken: cross-sections being scored (_Scoring), the ends
+        # of transactions still to commit (_Cut), dead letters (_Letter).
+        self.window: deque = deque()
+        self.in_flight = 0  # the _Scoring entries in the window
+        self.cuts = 0  # the _Cut entries in the window
         self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
         self.kafka_ok = True
         self.recovering = False  # in _recover: only its success says Kafka is back
@@ -273,6 +310,7 @@ class Engine:
 
     def _rewind(self) -> None:
         """Back to the last committed snapshot and the positions in it."""
+        self._cancel_in_flight()
         self.query.discard()
         key = self.engine_id.encode()
         snapshot = latest_records(self.settings, [key], should_stop=self.stop_event.is_set).get(key)
@@ -391,6 +429,7 @@ class Engine:
             pass
         self.checkpoint.drop()
         self.consumer.unassign()
+        self._cancel_in_flight()
         self.query.discard()
         self._reset_state()
         self.positions, self.paused, self.uncommitted, self.pending_signals = {}, set(), 0, []
@@ -489,7 +528,8 @@ class Engine:
                 got_bars = self._step()
                 if got_bars:
                     last_bar_at = time.monotonic()
-                elif len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times and not self.uncommitted:
+                elif (len(self.pipeline.journal) >= self.serving.idle_snapshot_after_bar_times
+                      and not self.uncommitted and not self.window):
                     # Idle: write the full state now, off the path of the
                     # next cross-section, so its transaction stays small.
                     # Not after every bar time: at a live rate that is a
@@ -511,48 +551,67 @@ class Engine:
             except (ServiceError, KafkaException) as exc:
                 self._recover("kafka", exc)
                 last_bar_at = time.monotonic()
+        self._finish_in_flight()
+
+    def _finish_in_flight(self) -> None:
+        """Stopping: commit what the steps taken so far yield, if that can
+        be done now; else it is left to be redone after a restart."""
+        if not self.window:
+            return
+        try:
+            self._drain()
+        except (TritonUnavailable, LeaseLost, Stopped, ServiceError, KafkaException) as exc:
+            log.warning("engine %s: stopping with uncommitted cross-sections (%s); they are redone on restart",
+                        self.engine_id, exc)
+            self._cancel_in_flight()
 
     def _step(self) -> bool:
         """Take what the consumer has, score each cross-section as soon as it
         closes (up to ``max_in_flight`` at once, so the bars still to take
-        are read while Triton scores the ones before), publish them in
-        bar-time order and commit once. Any failure leaves the transaction to
-        be aborted: the cross-sections still in flight are cancelled and
-        redone after the rewind."""
-        self._check_lease()
-        self._poll_control()
-        messages = self._consume()
-        consumed_at = time.monotonic()
-        window: deque[_Scoring] = deque()
-        closed = 0
-        got_bars = False
+        are read while Triton scores the ones before) and end the step's
+        transaction at a cut. Cross-sections are published in bar-time order
+        and each cut is committed once all before it are; while a backlog
+        lasts the last ones stay in flight into the next step (see
+        :meth:`_consume`). Any failure leaves the open transaction to be
+        aborted: everything in flight is cancelled and redone after the
+        rewind."""
         try:
+            self._check_lease()
+            self._poll_control()
+            messages = self._consume()
+            consumed_at = time.monotonic()
+            closed = 0
+            got_bars = False
             for msg in messages:
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        closed += self._advance(self.barrier.mark_drained(msg.partition()), window)
+                        closed += self._advance(self.barrier.mark_drained(msg.partition()))
                     else:
                         log.warning("bars topic: %s", error)
                     continue
                 got_bars = True
                 self.uncommitted += 1
                 self.positions[msg.partition()] = msg.offset() + 1
-                closed += self._advance(self._take(msg), window)
-            closed += self._advance(self.barrier.due(), window)
-            self._drain(window)
-        finally:
-            for pending in window:
-                if pending.future is not None:
-                    pending.future.cancel()
-        overdue = self.uncommitted and time.monotonic() - self.last_commit > self.serving.commit_interval_s
-        if closed or overdue:
-            self._commit()
-            if closed:
-                self.metrics.bar_to_signal.observe(time.monotonic() - consumed_at)
+                closed += self._advance(self._take(msg))
+            closed += self._advance(self.barrier.due())
+            overdue = self.uncommitted and time.monotonic() - self.last_commit > self.serving.commit_interval_s
+            if closed or overdue:
+                self._cut(consumed_at, closed)
+            if not self._backlogged(len(messages)):
+                self._drain()
+        except BaseException:
+            self._cancel_in_flight()
+            raise
         self._pace()
         self._update_gauges()
         return got_bars
+
+    def _backlogged(self, taken: int) -> bool:
+        """Whether to leave the cross-sections in flight into the next step:
+        K > 1 and a full batch was taken (more is likely waiting)."""
+        return (self.scoring_pool is not None and taken >= self._batch_size()
+                and not self.stop_event.is_set())
 
     def _pace(self) -> None:
         """Pause the partitions that run so far ahead that their bars would
@@ -573,20 +632,27 @@ class Engine:
     def _drained(self) -> bool:
         """Every partition read to its end, every bar time closed and
         everything read committed."""
-        return not self.uncommitted and not self.barrier.pending and set(self.partitions) <= self.barrier.drained
+        return (not self.uncommitted and not self.window and not self.barrier.pending
+                and set(self.partitions) <= self.barrier.drained)
 
     def _consume(self) -> list:
         """What is ready, up to ``consume_batch`` messages. ``consume(n, t)``
         alone waits until it has ``n`` messages or ``t`` has passed, which
         would hold a complete cross-section back for the whole timeout: wait
-        for the first message only, then take what has arrived."""
-        first = self.consumer.poll(self._poll_timeout())
+        for the first message only, then take what has arrived. With
+        cross-sections in flight from the step before, nothing is waited
+        for: if nothing has arrived they are published and committed now."""
+        first = self.consumer.poll(0 if self.window else self._poll_timeout())
         if first is None:
+            self._drain()
             return []
+        more = self._batch_size() - 1
+        return [first, *self.consumer.consume(more, timeout=0)] if more else [first]
+
+    def _batch_size(self) -> int:
         # A backlog closes about max_in_flight cross-sections per step, so
         # that many can be scored at once.
-        more = self.serving.consume_batch * self.serving.max_in_flight - 1
-        return [first, *self.consumer.consume(more, timeout=0)] if more else [first]
+        return self.serving.consume_batch * self.serving.max_in_flight
 
     def _poll_timeout(self) -> float:
         deadline = self.barrier.next_deadline_s()
@@ -625,28 +691,54 @@ class Engine:
         self.metrics.bars_rejected.labels(rejection.reason).inc()
         letter = dead_letter(rejection, source.value, source_topic=self.bars_topic,
                              source_partition=source.partition, source_offset=source.offset)
-        self.checkpoint.produce(self.settings.kafka.topics.bars_dlq.name, source.key, letter)
+        topic = self.settings.kafka.topics.bars_dlq.name
+        if self.window:  # behind what is in flight: after a cut there, in the next transaction
+            self.window.append(_Letter(topic, source.key, letter))
+        else:
+            self.checkpoint.produce(topic, source.key, letter)
 
-    def _advance(self, closed: list, window: deque) -> int:
+    def _advance(self, closed: list) -> int:
         """Start the closed cross-sections, in bar-time order: each prepared
         after the one before (the features advance one bar time at a time)
-        and its scores requested at once, publishing the oldest in ``window``
-        whenever ``max_in_flight`` are outstanding. A new model set waits
-        until the cross-sections of the outgoing one are published, so each
-        is scored, recorded and drift-checked by the set active at it.
+        and its scores requested at once, publishing the oldest in the
+        window whenever ``max_in_flight`` are outstanding. A new model set
+        waits until the cross-sections of the outgoing one are published, so
+        each is scored, recorded and drift-checked by the set active at it.
         Returns how many closed."""
         for xs in closed:
             if self.next_set is not None:
-                self._drain(window)
+                self._drain()
             self._switch_if_ready()
-            while len(window) >= self.serving.max_in_flight:
-                self._publish(window.popleft())
-            window.append(self._start(xs))
+            while self.in_flight >= self.serving.max_in_flight:
+                self._pop()
+            self.window.append(self._start(xs))
+            self.in_flight += 1
         return len(closed)
 
-    def _drain(self, window: deque) -> None:
-        while window:
-            self._publish(window.popleft())
+    def _pop(self) -> None:
+        """Publish, commit or produce the oldest entry of the window."""
+        item = self.window.popleft()
+        if isinstance(item, _Scoring):
+            self.in_flight -= 1
+            self._publish(item)
+        elif isinstance(item, _Cut):
+            self.cuts -= 1
+            self._commit_at(item)
+        else:
+            self.checkpoint.produce(item.topic, item.key, item.value)
+
+    def _drain(self) -> None:
+        while self.window:
+            self._pop()
+
+    def _cancel_in_flight(self) -> None:
+        """Forget the window (its transaction is aborted): cancel the
+        requests not yet sent."""
+        for item in self.window:
+            if isinstance(item, _Scoring) and item.future is not None:
+                item.future.cancel()
+        self.window.clear()
+        self.in_flight = self.cuts = 0
 
     def _start(self, xs) -> _Scoring:
         """Prepare ``xs`` and request its scores."""
@@ -665,6 +757,8 @@ class Engine:
         sequences = self.pipeline.sequence_inputs(prepared, self.model_set)
         pending.started = time.perf_counter()
         pending.future = self._submit(self.model_set, prepared.features, sequences)
+        if self.drift is not None:  # now, so that a cut's snapshot holds the window as of the cut
+            pending.drift_events = self.drift.update(xs.ts, prepared.features)
         return pending
 
     def _submit(self, model_set: ModelSet, tabular: np.ndarray, sequences) -> Future:
@@ -696,10 +790,9 @@ class Engine:
         started = time.perf_counter()
         self.checkpoint.produce_many(self.signals_topic, signal_messages(signals))
         self._publish_record(xs, signals, model_set)
-        if self.drift is not None:
-            for event in self.drift.update(xs.ts, prepared.features):
-                self.checkpoint.produce(self.settings.kafka.topics.drift.name, event.key().encode(), encode(event))
-                self.metrics.drift_events.labels(event.kind, event.severity).inc()
+        for event in pending.drift_events:
+            self.checkpoint.produce(self.settings.kafka.topics.drift.name, event.key().encode(), encode(event))
+            self.metrics.drift_events.labels(event.kind, event.severity).inc()
         self.pending_signals.append(signals)  # the query API publishes them after the commit
         prepared.stage_s["publish"] = time.perf_counter() - started
         self._observe(prepared.stage_s)
@@ -720,28 +813,47 @@ class Engine:
             self.metrics.stage_latency.labels(stage).observe(seconds)
 
     def _commit(self, *, rebase: bool = False) -> None:
-        self._check_lease()  # a revoked lease aborts instead: the next holder redoes these bars
+        """Commit everything taken so far."""
+        self._cut(time.monotonic(), 0, rebase=rebase)
+        self._drain()
+
+    def _cut(self, consumed_at: float, closed: int, *, rebase: bool = False) -> None:
+        """End the open step's transaction here: capture the state now (a
+        new base as well when due), commit it once everything before it is
+        published."""
         started = time.perf_counter()
         rebase = rebase or len(self.pipeline.journal) >= self.serving.snapshot_every_bar_times
         parts = self.base_records() if rebase else None
-        self.checkpoint.commit(self.snapshot(), base_parts=parts)
-        self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - started)
-        self._report_positions()
-        self.query.publish(self.pending_signals, self.model_set, self.barrier.last_closed_ts)
-        self.last_commit = time.monotonic()
+        cut = _Cut(self.snapshot(), parts, dict(self.positions), self.model_set, self.barrier.last_closed_ts,
+                   consumed_at, closed, 0.0)
+        cut.encode_s = time.perf_counter() - started
+        self.window.append(cut)
+        self.cuts += 1
+        self.query.cut()
         self.uncommitted = 0
+
+    def _commit_at(self, cut: _Cut) -> None:
+        self._check_lease()  # a revoked lease aborts instead: the next holder redoes these bars
+        started = time.perf_counter()
+        self.checkpoint.commit(cut.snapshot, base_parts=cut.base_parts)
+        self.metrics.stage_latency.labels("commit").observe(cut.encode_s + time.perf_counter() - started)
+        self._report_positions(cut.positions)
+        self.query.publish(self.pending_signals, cut.model_set, cut.last_bar_ts)
+        self.last_commit = time.monotonic()
         published = sum(len(batch) for batch in self.pending_signals)
         if published:
             self.metrics.signals_out.inc(published)
             self.last_signal_at = time.monotonic()
         self.pending_signals = []
+        if cut.closed:
+            self.metrics.bar_to_signal.observe(self.last_commit - cut.consumed_at)
 
-    def _report_positions(self) -> None:
+    def _report_positions(self, positions: dict[int, int]) -> None:
         """The committed positions, also as the consumer group's offsets, for
         the tools that show a group's lag. Recovery never reads these back
         while a snapshot exists (the snapshot's positions are the truth), so
         this is asynchronous and a failure of it changes nothing."""
-        offsets = [TopicPartition(self.bars_topic, p, offset) for p, offset in sorted(self.positions.items())]
+        offsets = [TopicPartition(self.bars_topic, p, offset) for p, offset in sorted(positions.items())]
         if offsets:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -119,13 +120,14 @@ def _batch_ts(batch: Sequence[Signal]) -> int:
 class CommittedState:
     """The engine's committed view and what its open transaction staged.
 
-    ``stage``, ``discard`` and ``publish`` run on the engine thread; any
-    thread may read :attr:`view`."""
+    ``stage``, ``cut``, ``discard`` and ``publish`` run on the engine thread;
+    any thread may read :attr:`view`."""
 
     def __init__(self, engine_id: str = "", *, clock: Callable[[], float] = time.time):
         self.view = CommittedView(engine_id)
         self.clock = clock
         self._staged: list[FeatureRows] = []
+        self._cuts: deque[list[FeatureRows]] = deque()  # what each transaction still to commit staged
         self._names: tuple[str, ...] = ()
         self._warmup_bars = 0
 
@@ -137,23 +139,35 @@ class CommittedState:
                                         features.bars_seen(prepared.symbols), getattr(prepared, "raw", None)))
         self._names, self._warmup_bars = tuple(features.feature_names), int(features.warmup_bars)
 
-    def discard(self) -> None:
-        """The open transaction was aborted: what it staged never happened."""
+    def cut(self) -> None:
+        """The open transaction ends here: what is staged from now on
+        belongs to the next one."""
+        self._cuts.append(self._staged)
         self._staged = []
 
+    def discard(self) -> None:
+        """The open transactions were aborted: what they staged never happened."""
+        self._staged = []
+        self._cuts.clear()
+
     def publish(self, batches: Sequence[Sequence[Signal]], model_set: Any, last_bar_ts: int | None) -> None:
-        """The open transaction committed ``batches`` (each the signals of one
-        cross-section, in bar-time order) and the staged cross-sections;
+        """The oldest open transaction committed ``batches`` (each the signals
+        of one cross-section, in bar-time order) and the cross-sections it
+        staged (up to its :meth:`cut`; without one, all staged);
         ``model_set`` (a :class:`~stream.model_set.ModelSet` or None) is in
         service and ``last_bar_ts`` is the last closed bar time."""
+        if self._cuts:
+            staged = self._cuts.popleft()
+        else:
+            staged, self._staged = self._staged, []
         previous = self.view
         batches = [batch for batch in batches if len(batch)]
         latest = LatestSignals(previous.signals, batches) if batches else previous.signals
         last_signal_ts = _batch_ts(batches[-1]) if batches else previous.last_signal_ts
         features = previous.features
-        if self._staged:
+        if staged:
             features = dict(features)
-            for rows in self._staged:
+            for rows in staged:
                 features.update(dict.fromkeys(rows.symbols, rows))
         # One reference store: a reader sees the previous view or this one, whole.
         self.view = CommittedView(
@@ -168,7 +182,6 @@ class CommittedState:
             feature_names=self._names or previous.feature_names,
             warmup_bars=self._warmup_bars or previous.warmup_bars,
         )
-        self._staged = []
 
 
 # ---------------------------------------------------------------- requests

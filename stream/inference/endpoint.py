@@ -399,14 +399,26 @@ class _InputRegion:
 
     async def _drop(self) -> None:
         if self.is_registered:
-            try:
-                await self.client.unregister_system_shared_memory(self.name, client_timeout=self.timeout_s)
-            except InferenceServerException:
-                pass
+            await self._unregister()
             self.is_registered = False
         if self.handle is not None:
             triton_shm.destroy_shared_memory_region(self.handle)
             self.handle, self.capacity = None, 0
+
+    async def _unregister(self, attempts: int = 3) -> None:
+        """Unregister the region, trying again on a failed or slow answer:
+        a region left registered stays mapped by Triton until it restarts.
+        A region Triton no longer knows (it restarted) is not a failure."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.client.unregister_system_shared_memory(self.name, client_timeout=self.timeout_s)
+                return
+            except InferenceServerException as exc:
+                if attempt == attempts:
+                    log.warning("could not unregister shared memory region %s from Triton (%s); it stays "
+                                "mapped there until Triton restarts", self.name, exc.message() or exc)
+                    return
+                await asyncio.sleep(0.1 * attempt)
 
     async def close(self) -> None:
         async with self.lock:
