@@ -217,20 +217,19 @@ def _instrumented(engine) -> dict:
     ``commits``: ``(time, signals committed so far)`` after each commit that
     carried bars."""
     marks: dict = {"commits": []}
-    take, commit = engine._take, engine._commit
+    take, commit = engine._take, engine._commit_at
 
     def timed_take(msg):
         marks.setdefault("first_bar", time.perf_counter())
         return take(msg)
 
-    def timed_commit(**kwargs):
-        carries_bars = engine.uncommitted > 0  # not an idle-time base alone
-        commit(**kwargs)
-        if carries_bars:
+    def timed_commit(cut):
+        commit(cut)
+        if cut.bars:  # not an idle-time base alone
             marks["last_commit"] = time.perf_counter()
             marks["commits"].append((marks["last_commit"], int(engine.metrics.signals_out._value.get())))
 
-    engine._take, engine._commit = timed_take, timed_commit
+    engine._take, engine._commit_at = timed_take, timed_commit
     return marks
 
 

@@ -124,8 +124,9 @@ class _Cut:
     model_set: ModelSet | None
     last_bar_ts: int | None
     consumed_at: float  # when the step's bars were consumed
+    bars: int  # bars taken in the step (0: a commit of state alone, e.g. a new base while idle)
     closed: int  # cross-sections closed in the step
-    encode_s: float
+    encode_s: float = 0.0
 
 
 @dataclass
@@ -825,7 +826,7 @@ class Engine:
         rebase = rebase or len(self.pipeline.journal) >= self.serving.snapshot_every_bar_times
         parts = self.base_records() if rebase else None
         cut = _Cut(self.snapshot(), parts, dict(self.positions), self.model_set, self.barrier.last_closed_ts,
-                   consumed_at, closed, 0.0)
+                   consumed_at, self.uncommitted, closed)
         cut.encode_s = time.perf_counter() - started
         self.window.append(cut)
         self.cuts += 1

@@ -299,14 +299,14 @@ def test_an_engine_restored_from_a_base_written_in_many_parts_continues_exactly(
     chosen = universes["30 symbols"]
     settings = with_output(chosen["settings"], f"parts-{new_tag()}", snapshot_every_bar_times=5)
     first = Engine(settings)
-    commit_and_maybe_rebase = first._commit
+    commit = first._commit_at
 
-    def commit(*, rebase: bool = False) -> None:
-        commit_and_maybe_rebase(rebase=rebase)
-        if first.base_seq >= 2:
+    def commit_then_stop_after_the_second_base(cut) -> None:
+        commit(cut)
+        if cut.base_parts and first.base_seq >= 2:
             first.stop_event.set()
 
-    first._commit = commit
+    first._commit_at = commit_then_stop_after_the_second_base
     first.run(idle_exit_s=5.0, serve_http=False)  # the idle exit only if it never rebased twice
     assert first.base_seq >= 2 and first.base_count > 1, (first.base_seq, first.base_count)
     positions, _ = committed_progress(settings)
