@@ -53,11 +53,12 @@ def world(stack, tmp_path_factory):
 
 
 @pytest.fixture
-def pair(world, tmp_path):
+def pair(world, tmp_path, k):
     """Settings for two engines with one id (their own outputs, the world's
-    bars), and the processes started on them, killed at the end; their
-    consumer groups are deleted."""
-    settings = with_output(world["settings"], f"failover-{new_tag()}", lease_session_timeout_s=SESSION_TIMEOUT_S)
+    bars, ``k`` cross-sections in flight), and the processes started on
+    them, killed at the end; their consumer groups are deleted."""
+    settings = with_output(world["settings"], f"failover-{new_tag()}", lease_session_timeout_s=SESSION_TIMEOUT_S,
+                           max_in_flight=k)
     engines = Engines(settings, tmp_path)
     try:
         yield engines
@@ -159,8 +160,9 @@ def committed_closed(settings, bar_times: list[int]) -> int:
     return 0 if last_closed is None else bisect.bisect_right(bar_times, last_closed)
 
 
-@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
-def test_the_standby_takes_over_mid_stream_and_the_signals_equal_predict(world, pair, stop):
+# k=4: the active engine dies (or stops) with requests in flight across its commits.
+@pytest.mark.parametrize("stop, k", [("SIGKILL", 1), ("SIGTERM", 1), ("SIGKILL", 4), ("SIGTERM", 4)])
+def test_the_standby_takes_over_mid_stream_and_the_signals_equal_predict(world, pair, stop, k):
     settings, bar_times = pair.settings, world["bar_times"]
     active, standby = active_and_standby(pair)
 
