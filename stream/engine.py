@@ -126,7 +126,7 @@ class _Cut:
     consumed_at: float  # when the step's bars were consumed
     bars: int  # bars taken in the step (0: a commit of state alone, e.g. a new base while idle)
     closed: int  # cross-sections closed in the step
-    encode_s: float = 0.0
+    encode_s: float  # capturing the state took this long (counted in the commit's stage time)
 
 
 @dataclass
@@ -188,7 +188,6 @@ class Engine:
         # of transactions still to commit (_Cut), dead letters (_Letter).
         self.window: deque = deque()
         self.in_flight = 0  # the _Scoring entries in the window
-        self.cuts = 0  # the _Cut entries in the window
         self.unwarmed: tuple | None = None  # (manifest, retry at) while Triton cannot warm it
         self.kafka_ok = True
         self.recovering = False  # in _recover: only its success says Kafka is back
@@ -723,7 +722,6 @@ class Engine:
             self.in_flight -= 1
             self._publish(item)
         elif isinstance(item, _Cut):
-            self.cuts -= 1
             self._commit_at(item)
         else:
             self.checkpoint.produce(item.topic, item.key, item.value)
@@ -739,7 +737,7 @@ class Engine:
             if isinstance(item, _Scoring) and item.future is not None:
                 item.future.cancel()
         self.window.clear()
-        self.in_flight = self.cuts = 0
+        self.in_flight = 0
 
     def _start(self, xs) -> _Scoring:
         """Prepare ``xs`` and request its scores."""
@@ -825,11 +823,9 @@ class Engine:
         started = time.perf_counter()
         rebase = rebase or len(self.pipeline.journal) >= self.serving.snapshot_every_bar_times
         parts = self.base_records() if rebase else None
-        cut = _Cut(self.snapshot(), parts, dict(self.positions), self.model_set, self.barrier.last_closed_ts,
-                   consumed_at, self.uncommitted, closed)
-        cut.encode_s = time.perf_counter() - started
-        self.window.append(cut)
-        self.cuts += 1
+        snapshot = self.snapshot()
+        self.window.append(_Cut(snapshot, parts, dict(self.positions), self.model_set, self.barrier.last_closed_ts,
+                                consumed_at, self.uncommitted, closed, time.perf_counter() - started))
         self.query.cut()
         self.uncommitted = 0
 

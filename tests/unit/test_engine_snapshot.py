@@ -118,20 +118,27 @@ def test_a_base_larger_than_a_record_is_written_in_parts_that_join_back_to_it(mo
     assert checkpoint.read_base(None, "e", 7, 6) is None  # a part missing
 
 
-def test_a_rewind_in_place_goes_on_with_the_inline_drift_window_of_the_set_in_service(settings):
-    """A rewind (Triton or Kafka away) keeps the model set in service; its
-    feature-drift window must continue from the snapshot as it would have
-    continued without the rewind, and keep raising events."""
-    engine = Engine(settings)
-    names = engine.pipeline.names
-    reference = {name: ReferenceBins([-1.0, 0.0, 1.0], [0.99, 0.01]) for name in names}  # live is ~50/50: drift
+def drifting_model_set(names: list[str]) -> ModelSet:
+    """A one-member (``lightgbm``, tabular) model set whose drift reference
+    puts 99 % of every feature below 0: normalised live features are about
+    half above, so its feature-drift window raises events."""
+    reference = {name: ReferenceBins([-1.0, 0.0, 1.0], [0.99, 0.01]) for name in names}
     manifest = ModelSetManifest(model_set="ms-20260101000000-0123abcd", created_at=0,
                                 members=[ManifestMember("lightgbm", 1, "lightgbm", "tabular")],
                                 ensemble_method="average", feature_names=names,
                                 feature_schema_hash=schema_hash(names), horizon_bars=5,
                                 drift_reference=reference)
-    engine.next_set = ModelSet.of(manifest, names)
+    return ModelSet.of(manifest, names)
+
+
+def test_a_rewind_in_place_goes_on_with_the_inline_drift_window_of_the_set_in_service(settings):
+    """A rewind (Triton or Kafka away) keeps the model set in service; its
+    feature-drift window must continue from the snapshot as it would have
+    continued without the rewind, and keep raising events."""
+    engine = Engine(settings)
+    engine.next_set = drifting_model_set(engine.pipeline.names)
     engine._switch_if_ready()
+    manifest = engine.model_set.manifest
     sections = cross_sections(40, 30, seed=5)
     for xs in sections[:12]:
         engine.drift.update(xs.ts, engine.pipeline.prepare(xs).features)

@@ -14,10 +14,10 @@ from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
 from signalml.config import load_settings
-from signalml.contracts import Bar, ManifestMember, ModelSetManifest, ReferenceBins, encode, schema_hash
+from signalml.contracts import Bar, encode
 from stream.engine import Engine
-from stream.model_set import ModelSet
 from tests.conftest import REPO
+from tests.unit.test_engine_snapshot import drifting_model_set
 
 
 class Message:
@@ -219,14 +219,7 @@ def run_scored(messages: list, k: int, step_bars: int) -> Transactions:
         return {"lightgbm": np.nansum(tabular.astype(np.float64), axis=1)}
 
     engine = Engine(settings, scorer=scorer, registry=CollectorRegistry())
-    names = engine.pipeline.names
-    reference = {name: ReferenceBins([-1.0, 0.0, 1.0], [0.99, 0.01]) for name in names}  # ~50/50 live: events
-    manifest = ModelSetManifest(model_set="ms-20260101000000-0123abcd", created_at=0,
-                                members=[ManifestMember("lightgbm", 1, "lightgbm", "tabular")],
-                                ensemble_method="average", feature_names=names,
-                                feature_schema_hash=schema_hash(names), horizon_bars=5,
-                                drift_reference=reference)
-    engine.next_set = ModelSet.of(manifest, names)
+    engine.next_set = drifting_model_set(engine.pipeline.names)
     engine._switch_if_ready()
     transactions = Transactions(settings.kafka.topics.bars_dlq.name)
     transactions.engine = engine
@@ -236,7 +229,8 @@ def run_scored(messages: list, k: int, step_bars: int) -> Transactions:
     engine.barrier.assign(partitions)
     while engine.consumer.messages or engine.window:
         engine._step()
-    engine.scoring_pool and engine.scoring_pool.shutdown()
+    if engine.scoring_pool is not None:
+        engine.scoring_pool.shutdown()
     return transactions
 
 
