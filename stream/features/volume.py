@@ -22,6 +22,8 @@ from stream.features.window import (
 
 class VolumeRatio(Kernel):
     """``volume_ratio_{p}``; NaN while the SMA is 0 (a window of zero volume).
+    Volumes so small that their mean underflows to 0 (subnormal floats)
+    give ``volume / sum * p`` instead of an infinite ratio.
 
     The window sum is kept by adding the new volume and dropping the oldest;
     it is rebuilt exactly from the ring every :func:`recompute_cadence` bars
@@ -82,7 +84,12 @@ class VolumeRatio(Kernel):
                 total[i, rebuild] = window_sum(window)
                 nonzero[i, rebuild] = np.count_nonzero(window, axis=0)
                 peak[i, rebuild] = total[i, rebuild]
-        np.divide(volume, total / self._period_f.wide(rows.size), out=out)
+        period_f = self._period_f.wide(rows.size)
+        sma = total / period_f
+        np.divide(volume, sma, out=out)
+        if not sma.all():  # volumes so small (subnormal) that their mean underflows to 0
+            tiny = (sma == 0.0) & (total > 0.0)
+            out[tiny] = (volume / total * period_f)[tiny]
         if nonzero.min() == 0:
             out[nonzero == 0] = np.nan
         if warming:
@@ -111,6 +118,8 @@ class VolumeRatio(Kernel):
                 peaks[i] = sums[i]
             if nonzero[i] == 0 or seen < period - 1:
                 out.append(math.nan)
+            elif sums[i] / period == 0.0 and sums[i] > 0.0:  # see _update: the mean underflows
+                out.append(volume / sums[i] * period)
             else:
                 out.append(divide(volume, sums[i] / period))
         self.sum[:, row] = sums

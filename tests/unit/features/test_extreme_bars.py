@@ -44,3 +44,19 @@ def test_every_feature_stays_finite_at_the_edges_of_the_bar_contract(rows):
     # features that are undefined on a flat window may still be NaN, so
     # only check that something beyond warm-up is finite).
     assert np.isfinite(frame.values).any()
+
+
+def test_volume_ratio_of_volumes_whose_mean_underflows_is_finite():
+    """A subnormal volume after zero volumes: its window's mean underflows to
+    0 although a volume is non-zero. The ratio is volume / sum * p (here p),
+    the same on the cross-section path and the one-bar path."""
+    settings = FeatureSettings(feature_sets=("classic",))
+    columns = [name.startswith("volume_ratio_") for name in FeatureEngine(settings).feature_names]
+    periods = [int(name.rsplit("_", 1)[1]) for name in FeatureEngine(settings).feature_names if name.startswith("volume_ratio_")]
+    volumes = [0.0] * 70 + [5e-324]
+    many, one = FeatureEngine(settings), FeatureEngine(settings)
+    for t, volume in enumerate(volumes):
+        frame = many.update(1_000 + t, np.array(["A", "B"]), [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [volume, volume])
+        single = one.update_bar("A", 1_000 + t, 1.0, 1.0, 1.0, 1.0, volume)
+    assert frame.values[0, columns].tolist() == [float(p) for p in periods]
+    assert single[columns].tolist() == [float(p) for p in periods]
