@@ -77,7 +77,7 @@ from stream.inference.errors import InferenceError
 from stream.lease import Lease
 from stream.model_set import ControlListener, ModelSet
 from stream.observability import EngineMetrics, HealthServer
-from stream.pipeline import CrossSectionPipeline
+from stream.pipeline import CrossSectionPipeline, compile_ahead
 from stream.query import CommittedState, query_routes
 from stream.roles import signals_topic
 from stream.signals import build_record, signal_messages
@@ -498,6 +498,9 @@ class Engine:
         once every partition is read to its end, everything is committed and
         no bar arrived for that long)."""
         self._connect()
+        # Before the lease: a standby that takes over, like the first bar
+        # after a start on a fresh install, must not wait seconds for numba.
+        log.info("feature loops ready in %.2f s", compile_ahead(self.settings))
         http = None
         if serve_http:
             http = HealthServer(self.serving.http_host, self.serving.http_port, self.metrics, self.status,
