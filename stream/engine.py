@@ -179,6 +179,7 @@ class Engine:
         self.next_set: ModelSet | None = None
         self.triton_ok = True
         self.last_commit = time.monotonic()
+        self.last_cut = time.monotonic()  # commit_interval_s runs from here: a cut ends a transaction
         self.last_signal_at: float | None = None
         self.last_loop_at = time.monotonic()
         self.pending_signals: list = []  # the signals of each cross-section since the last commit
@@ -598,7 +599,10 @@ class Engine:
                 self.positions[msg.partition()] = msg.offset() + 1
                 closed += self._advance(self._take(msg))
             closed += self._advance(self.barrier.due())
-            overdue = self.uncommitted and time.monotonic() - self.last_commit > self.serving.commit_interval_s
+            # From the last cut, not the last commit: while cross-sections are in
+            # flight the commit of a cut waits for them, and every step of a
+            # backlog would otherwise end a transaction of its own.
+            overdue = self.uncommitted and time.monotonic() - self.last_cut > self.serving.commit_interval_s
             if closed or overdue:
                 self._cut(consumed_at, closed)
             if not self._backlogged(len(messages)):
@@ -831,6 +835,7 @@ class Engine:
                                 consumed_at, self.uncommitted, closed, time.perf_counter() - started))
         self.query.cut()
         self.uncommitted = 0
+        self.last_cut = time.monotonic()
 
     def _commit_at(self, cut: _Cut) -> None:
         self._check_lease()  # a revoked lease aborts instead: the next holder redoes these bars

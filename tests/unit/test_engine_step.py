@@ -261,3 +261,29 @@ def by_topic(produced: list) -> dict[str, list]:
     for topic, key, value in produced:
         topics.setdefault(topic, []).append((key, value))
     return topics
+
+
+def test_a_step_ends_a_transaction_once_commit_interval_s_has_passed_since_the_last_cut():
+    """``commit_interval_s`` runs from the last cut. With cross-sections in
+    flight the last commit can be much older than the last cut (its commit
+    waits for them); timed from the commit, every step of a backlog that
+    closes nothing would end a transaction of its own."""
+    only_partition_0 = [m for m in backlog() if m.partition() == 0 and m.value() is not None][:30]
+    settings = load_settings(REPO / "signalml.yaml")
+    settings = settings.model_copy(update={"serving": settings.serving.model_copy(
+        update={"consume_batch": 5, "max_in_flight": 4, "commit_interval_s": 60.0, "barrier_timeout_s": 3600.0})})
+    engine = Engine(settings, scorer=lambda *_: {}, registry=CollectorRegistry())
+    transactions = Transactions(settings.kafka.topics.bars_dlq.name)
+    transactions.engine = engine
+    engine.consumer, engine.checkpoint, engine.control = ListConsumer(only_partition_0), transactions, NoControl()
+    engine.bars_topic, engine.partitions, engine.signals_topic = "bars", [0, 1, 2], "signals"
+    engine.barrier.assign([0, 1, 2])  # partitions 1 and 2 say nothing: no cross-section closes
+    engine.last_commit = time.monotonic() - 3600.0
+    engine.last_cut = time.monotonic()
+    engine._step()
+    assert engine.uncommitted == 20 and not transactions.committed and not engine.window
+    engine.last_cut = time.monotonic() - 61.0
+    engine._step()
+    assert engine.uncommitted == 0 and len(transactions.committed) == 1
+    if engine.scoring_pool is not None:
+        engine.scoring_pool.shutdown()
