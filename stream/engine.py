@@ -499,13 +499,13 @@ class Engine:
         once every partition is read to its end, everything is committed and
         no bar arrived for that long)."""
         self._connect()
-        # Before the lease: a standby that takes over, like the first bar
-        # after a start on a fresh install, must not wait seconds for numba.
-        log.info("feature loops ready in %.2f s", compile_ahead(self.settings))
         http = None
         if serve_http:
             http = HealthServer(self.serving.http_host, self.serving.http_port, self.metrics, self.status,
                                 query_routes(self.query, self.metrics)).start()
+        # Before the lease: a standby that takes over, like the first bar
+        # after a start on a fresh install, must not wait seconds for numba.
+        log.info("feature loops ready in %.2f s", compile_ahead(self.settings))
         address = f"{self.serving.http_host}:{http.port}" if http is not None else "-"
         self.lease = Lease(self.settings, self.engine_id, http_address=address).start()
         try:
