@@ -68,6 +68,7 @@ def compile_ahead(settings: Settings) -> float:
     CrossSectionPipeline(settings, journaled=True).restore(None, pipeline.journal)
     return time.perf_counter() - started
 
+
 @dataclass
 class Prepared:
     """A cross-section's model inputs."""
